@@ -1,0 +1,79 @@
+"""One typed settings object, loaded from configs/sales_sql.toml and validated once."""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "configs" / "sales_sql.toml"
+
+
+class ConfigError(ValueError):
+    """A settings file is missing a key or holds a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    low_max: int = 3
+    medium_max: int = 8
+    buckets: int = 20
+    drift_window_days: int = 30
+    ks_effect_threshold: float = 0.1
+    chi2_effect_threshold: float = 0.1
+    drift_alpha: float = 0.05
+    source: str = "<defaults>"
+
+    @property
+    def classes(self) -> tuple[str, str, str]:
+        return ("LOW", "MEDIUM", "HIGH")
+
+
+# (section, key) -> (field name, type, check, what a good value looks like)
+_FIELDS = {
+    ("classes", "low_max"): ("low_max", int, lambda v: v >= 0, "a whole number >= 0"),
+    ("classes", "medium_max"): ("medium_max", int, lambda v: v >= 1, "a whole number >= 1"),
+    ("hashing", "buckets"): ("buckets", int, lambda v: 3 <= v <= 4096, "a whole number from 3 to 4096"),
+    ("drift", "window_days"): ("drift_window_days", int, lambda v: v >= 1, "a whole number of days >= 1"),
+    ("drift", "ks_effect_threshold"): ("ks_effect_threshold", float, lambda v: v > 0, "a number > 0"),
+    ("drift", "chi2_effect_threshold"): ("chi2_effect_threshold", float, lambda v: v > 0, "a number > 0"),
+    ("drift", "alpha"): ("drift_alpha", float, lambda v: 0 < v < 1, "a number between 0 and 1"),
+}
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Read and validate a settings file (default: $SALES_SQL_CONFIG or configs/sales_sql.toml)."""
+    path = Path(path or os.environ.get("SALES_SQL_CONFIG") or DEFAULT_PATH)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {path} does not exist; copy configs/sales_sql.toml there") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"settings file {path} is not valid TOML: {e}") from None
+    return settings_from_dict(raw, source=str(path))
+
+
+def settings_from_dict(raw: dict, source: str = "<dict>") -> Settings:
+    known_sections = {s for s, _ in _FIELDS}
+    for section, body in raw.items():
+        if section not in known_sections:
+            raise ConfigError(f"{source}: unknown section [{section}]; known: {sorted(known_sections)}")
+        for key in body:
+            if (section, key) not in _FIELDS:
+                raise ConfigError(f"{source}: unknown key {section}.{key}")
+    values = {}
+    for (section, key), (field, typ, check, want) in _FIELDS.items():
+        if key not in raw.get(section, {}):
+            raise ConfigError(f"{source}: missing key {section}.{key} ({want})")
+        value = raw[section][key]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, typ) or isinstance(value, bool) or not check(value):
+            raise ConfigError(f"{source}: {section}.{key} = {value!r} is not valid; expected {want}")
+        values[field] = value
+    if values["medium_max"] <= values["low_max"]:
+        raise ConfigError(
+            f"{source}: classes.medium_max = {values['medium_max']} must be greater than "
+            f"classes.low_max = {values['low_max']}"
+        )
+    return Settings(**values, source=source)

@@ -1,0 +1,109 @@
+"""Opening a database file: schema, views and UDFs, and the connections that keep UDFs alive."""
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import duckdb
+
+from .config import Settings, load_settings
+from .udfs import register_udfs
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+# DuckDB bug (shared/notes/duckdb-udf-facts.md): once the connection that registered a UDF is closed or
+# garbage-collected, the UDF fails on every other connection to that database. So connect() registers on
+# an anchor connection it keeps for the life of the process (or until close()) and hands out cursors,
+# and register() keeps a reference to the user's connection so it cannot be collected.
+_anchors: dict[tuple[str, bool], duckdb.DuckDBPyConnection] = {}
+_registered: dict[int, duckdb.DuckDBPyConnection] = {}
+
+
+def sql_text(name: str, settings: Settings) -> str:
+    """The text of sql/NAME.sql with $low_max / $medium_max / $buckets filled in from the settings."""
+    template = string.Template((SQL_DIR / f"{name}.sql").read_text(encoding="utf-8"))
+    return template.substitute(low_max=settings.low_max, medium_max=settings.medium_max, buckets=settings.buckets)
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, name: str, settings: Settings) -> None:
+    con.execute(sql_text(name, settings))
+
+
+def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
+    return con.execute("SELECT current_setting('access_mode')").fetchone()[0] == "read_only"
+
+
+def _history_signature(settings: Settings) -> str:
+    return f"low_max={settings.low_max};medium_max={settings.medium_max}"
+
+
+def rebuild_history(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Recompute the history table from invoices (call inside the caller's transaction, if any)."""
+    run_sql(con, "history", settings)
+    con.execute(
+        "INSERT OR REPLACE INTO sales_sql_meta VALUES ('history_settings', ?)", [_history_signature(settings)]
+    )
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    run_sql(con, "schema", settings)
+    row = con.execute("SELECT value FROM sales_sql_meta WHERE key = 'history_settings'").fetchone()
+    if row is None or row[0] != _history_signature(settings):
+        rebuild_history(con, settings)
+    run_sql(con, "training_set", settings)
+
+
+def register(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+    """Register every sales_sql UDF on a connection you already hold, and ensure the schema and views.
+
+    Safe to call again (functions are replaced, the schema is created only where missing). On a read-only
+    connection only the functions are registered. Keep this connection open while you use the
+    functions from its cursors. Returns `con`.
+
+    >>> import duckdb, sales_sql
+    >>> con = sales_sql.register(duckdb.connect())
+    >>> con.execute("SELECT len(hash_features('1', '10001'))").fetchone()[0]
+    20
+    """
+    settings = settings or load_settings()
+    register_udfs(con, settings)
+    if not is_read_only(con):
+        ensure_schema(con, settings)
+    _registered[id(con)] = con
+    return con
+
+
+def connect(path: str = ":memory:", *, read_only: bool = False, settings: Settings | None = None):
+    """A DuckDB connection to `path` with the schema ensured and every UDF and view ready.
+
+    For a file, the returned object is a cursor of a connection sales_sql keeps open until
+    `sales_sql.close(path)`, so the UDFs keep working however many connections you open and close.
+    """
+    if str(path) == ":memory:":
+        return register(duckdb.connect(), settings)
+    key = (str(Path(path).resolve()), read_only)
+    anchor = _anchors.get(key)
+    if anchor is not None:
+        try:
+            anchor.execute("SELECT 1")
+        except duckdb.ConnectionException:
+            anchor = None
+    if anchor is None:
+        anchor = duckdb.connect(str(path), read_only=read_only)
+        try:
+            register(anchor, settings)
+        except BaseException:
+            anchor.close()
+            _registered.pop(id(anchor), None)
+            raise
+        _anchors[key] = anchor
+    return anchor.cursor()
+
+
+def close(path: str | None = None) -> None:
+    """Close the connections sales_sql keeps for `path` (all files when None), releasing the file lock."""
+    for key in list(_anchors):
+        if path is None or key[0] == str(Path(path).resolve()):
+            con = _anchors.pop(key)
+            _registered.pop(id(con), None)
+            con.close()

@@ -1,0 +1,54 @@
+-- The tables of a sales_sql database file. Safe to run again: nothing here drops or rewrites data.
+
+CREATE SEQUENCE IF NOT EXISTS invoice_line_seq;
+
+-- One row per distinct invoice line ever loaded. Returns and cancellations (quantity_sold <= 0)
+-- are kept here and left out of training by the usable_lines view.
+CREATE TABLE IF NOT EXISTS invoices (
+    line_id        BIGINT    NOT NULL DEFAULT nextval('invoice_line_seq'),
+    sale_time      TIMESTAMP NOT NULL,
+    branch_id      VARCHAR   NOT NULL,
+    invoice_number VARCHAR   NOT NULL,
+    item_code      VARCHAR   NOT NULL,
+    quantity_sold  INTEGER   NOT NULL,
+    unit_price     DOUBLE,
+    customer_id    VARCHAR,
+    line_key       UHUGEINT  NOT NULL,  -- md5 of the line's values: the de-duplication key
+    source_file    VARCHAR   NOT NULL,
+    source_line    BIGINT    NOT NULL
+);
+
+-- Lines that could not be used, with where they came from and why.
+CREATE TABLE IF NOT EXISTS rejected_rows (
+    source_file VARCHAR   NOT NULL,
+    file_sha256 VARCHAR   NOT NULL,
+    source_line BIGINT    NOT NULL,
+    reason      VARCHAR   NOT NULL,
+    raw         VARCHAR,
+    rejected_at TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+);
+
+-- One row per load of one file.
+CREATE TABLE IF NOT EXISTS load_log (
+    source_file VARCHAR   NOT NULL,
+    file_sha256 VARCHAR   NOT NULL,
+    rows_read   BIGINT    NOT NULL,
+    loaded      BIGINT    NOT NULL,
+    duplicates  BIGINT    NOT NULL,
+    rejected    BIGINT    NOT NULL,
+    returns     BIGINT    NOT NULL,
+    loaded_at   TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+);
+
+-- Small key/value facts about the file, e.g. the settings the history table was built with.
+CREATE TABLE IF NOT EXISTS sales_sql_meta (
+    key   VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+
+-- Lines a model may learn from: positive quantities only.
+CREATE OR REPLACE VIEW usable_lines AS
+SELECT line_id, sale_time, CAST(sale_time AS DATE) AS sale_day, branch_id, invoice_number, item_code,
+       quantity_sold, unit_price, customer_id
+FROM invoices
+WHERE quantity_sold > 0;

@@ -1,0 +1,46 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sales_sql
+from sales_sql.config import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+UCI_FILES = [SHARED_DATA / "uci_online_retail_II_2009_2010.parquet", SHARED_DATA / "uci_online_retail_2010_2011.parquet"]
+SAMPLE_CSV = ROOT / "data" / "sample_invoices.csv"
+SALES_SQL = str(Path(sys.executable).parent / "sales-sql")
+
+
+def need_uci():
+    """Skip, saying how to get the data, when ../shared/data is not beside the project."""
+    missing = [str(p) for p in UCI_FILES if not p.is_file()]
+    if missing:
+        pytest.skip(f"UCI Online Retail II files not found ({', '.join(missing)}): put the shared/ folder beside "
+                    "the project (../shared/data), or download both files from https://doi.org/10.24432/C5CG6D "
+                    "and save them as Parquet under those names")
+    return UCI_FILES
+
+
+@pytest.fixture
+def settings():
+    return load_settings()
+
+
+@pytest.fixture
+def con(settings):
+    c = sales_sql.connect(settings=settings)
+    yield c
+    c.close()
+
+
+def run_cli(*args, check=True, cwd=None):
+    """Run the sales-sql command as a user would; returns the CompletedProcess."""
+    proc = subprocess.run([SALES_SQL, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sales-sql {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc

@@ -1,0 +1,56 @@
+"""connect() and register(): UDFs and views on any connection, again and again, across reopen."""
+import duckdb
+import pytest
+
+import sales_sql
+
+
+def test_register_on_an_existing_connection_twice(settings):
+    con = duckdb.connect()
+    assert sales_sql.register(con, settings) is con
+    sales_sql.register(con, settings)  # harmless the second time
+    assert con.execute("SELECT len(hash_features('1', '10001'))").fetchone()[0] == settings.buckets
+    assert con.execute("SELECT count(*) FROM training_set").fetchone()[0] == 0
+
+
+def test_functions_survive_closing_other_connections(tmp_path, settings):
+    path = tmp_path / "x.duckdb"
+    a = sales_sql.connect(path, settings=settings)
+    b = sales_sql.connect(path, settings=settings)
+    b.close()
+    del b
+    import gc
+
+    gc.collect()
+    assert a.execute("SELECT len(hash_features('1', '2'))").fetchone()[0] == settings.buckets
+    a.close()
+    c = sales_sql.connect(path, settings=settings)
+    assert c.execute("SELECT len(hash_features('1', '2'))").fetchone()[0] == settings.buckets
+    sales_sql.close(path)
+
+
+def test_file_closed_and_reopened_works_again_after_connect(tmp_path, settings):
+    path = tmp_path / "x.duckdb"
+    con = sales_sql.connect(path, settings=settings)
+    con.execute("""INSERT INTO invoices (sale_time, branch_id, invoice_number, item_code, quantity_sold, line_key,
+                   source_file, source_line) VALUES ('2024-01-01', '1', 'A', '10001', 5, 1, 'f', 2)""")
+    sales_sql.close(path)
+    raw = duckdb.connect(str(path))  # a plain DuckDB connection does not know the functions
+    with pytest.raises(duckdb.Error, match="hash_features"):
+        raw.execute("SELECT * FROM training_set").fetchall()
+    raw.close()
+    con = sales_sql.connect(path, settings=settings)
+    row = con.execute("SELECT label, len(hashed) FROM training_set").fetchone()
+    assert row == ("MEDIUM", settings.buckets)
+    sales_sql.close(path)
+
+
+def test_read_only_connection_gets_functions_and_reads_views(tmp_path, settings):
+    path = tmp_path / "x.duckdb"
+    sales_sql.connect(path, settings=settings)
+    sales_sql.close(path)
+    ro = sales_sql.connect(path, read_only=True, settings=settings)
+    assert ro.execute("SELECT count(*) FROM training_set").fetchone()[0] == 0
+    with pytest.raises(duckdb.Error):
+        ro.execute("CREATE TABLE t (x INT)")
+    sales_sql.close(path)
