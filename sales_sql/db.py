@@ -29,8 +29,15 @@ def run_sql(con: duckdb.DuckDBPyConnection, name: str, settings: Settings) -> No
     con.execute(sql_text(name, settings))
 
 
+def first_row(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | None:
+    """The first row of a query, with the result fully consumed (DuckDB 2 refuses some calls, such as
+    create_function, while a result is still open)."""
+    rows = con.execute(sql, params).fetchall() if params is not None else con.execute(sql).fetchall()
+    return rows[0] if rows else None
+
+
 def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
-    return con.execute("SELECT current_setting('access_mode')").fetchone()[0] == "read_only"
+    return first_row(con, "SELECT current_setting('access_mode')")[0] == "read_only"
 
 
 def _history_signature(settings: Settings) -> str:
@@ -47,7 +54,7 @@ def rebuild_history(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     run_sql(con, "schema", settings)
-    row = con.execute("SELECT value FROM sales_sql_meta WHERE key = 'history_settings'").fetchone()
+    row = first_row(con, "SELECT value FROM sales_sql_meta WHERE key = 'history_settings'")
     if row is None or row[0] != _history_signature(settings):
         rebuild_history(con, settings)
     run_sql(con, "training_set", settings)

@@ -93,7 +93,10 @@ def generate(lines: int = 220_000, seed: int = 7, start: str = "2024-01-01", day
           * np.where(cust >= 0, cust_factor[np.maximum(cust, 0)], 0.8)
           * np.where(promo, 1.6, 1.0) * np.where(drifted, 1 + 0.8 * drift_strength, 1.0))
     mu = np.maximum(mu, 1.01)
-    quantity = 1 + rng.negative_binomial(2, 2 / (2 + mu - 1))
+    # own streams: the negative binomial draws a varying amount of randomness per line, so lines before a
+    # drift date stay identical only if nothing drawn later shares its stream
+    rng_quantity, rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    quantity = 1 + rng_quantity.negative_binomial(2, 2 / (2 + mu - 1))
     price = (item_price[item] * np.where(promo, 0.75, 1.0) * np.where(quantity >= 12, 0.85, 1.0)
              * np.where(drifted, 1 + 0.15 * drift_strength, 1.0))
     price = np.round(price, 2)

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from .config import Settings, load_settings
-from .db import rebuild_history
+from .db import first_row, rebuild_history
 
 TARGETS = ("sale_time", "branch_id", "invoice_number", "item_code", "quantity_sold", "unit_price", "customer_id")
 REQUIRED = TARGETS[:5]
@@ -175,7 +175,7 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, preset: str, mapping: dic
     if line is None:
         # CSV: the n-th record read sits on the n-th physical line after the header that the reader did not
         # reject as malformed (one line per record assumed).
-        malformed = con.execute("SELECT count(*) FROM _csv_rejects").fetchone()[0]
+        malformed = first_row(con, "SELECT count(*) FROM _csv_rejects")[0]
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _lines AS
             SELECT g AS line, row_number() OVER (ORDER BY g) AS n
@@ -209,8 +209,8 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
     report = LoadReport(file=str(path))
     try:
         _stage(con, path, preset, mapping or {})
-        report.rows_read, report.rejected = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM _stage").fetchone()
+        report.rows_read, report.rejected = first_row(
+            con, "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM _stage")
         report.reasons = dict(con.execute("""
             SELECT split_part(reason, ':', 1) AS kind, count(*) FROM _stage WHERE reason IS NOT NULL
             GROUP BY kind ORDER BY count(*) DESC""").fetchall())
@@ -226,7 +226,7 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
             )
         con.execute("BEGIN TRANSACTION")
         try:
-            last_id = con.execute("SELECT coalesce(max(line_id), 0) FROM invoices").fetchone()[0]
+            last_id = first_row(con, "SELECT coalesce(max(line_id), 0) FROM invoices")[0]
             con.execute(f"""
                 INSERT INTO invoices (sale_time, branch_id, invoice_number, item_code, quantity_sold, unit_price,
                                       customer_id, line_key, source_file, source_line)
@@ -242,9 +242,9 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                 WHERE line_key NOT IN (SELECT line_key FROM invoices)
                 QUALIFY row_number() OVER (PARTITION BY line_key ORDER BY line) = 1
                 ORDER BY line""")
-            report.loaded, report.returns = con.execute(
-                "SELECT count(*), count(*) FILTER (WHERE quantity_sold <= 0) FROM invoices WHERE line_id > ?",
-                [last_id]).fetchone()
+            report.loaded, report.returns = first_row(
+                con, "SELECT count(*), count(*) FILTER (WHERE quantity_sold <= 0) FROM invoices WHERE line_id > ?",
+                [last_id])
             report.duplicates = report.rows_read - report.rejected - report.loaded
             con.execute("""
                 INSERT INTO rejected_rows (source_file, file_sha256, source_line, reason, raw)

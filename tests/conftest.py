@@ -25,7 +25,7 @@ def need_uci():
     return UCI_FILES
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def settings():
     return load_settings()
 

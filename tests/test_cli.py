@@ -1,0 +1,42 @@
+"""The sales-sql command driven exactly as a user would, in a subprocess."""
+import duckdb
+
+from conftest import run_cli
+from test_loader import BAD, GOOD, write_csv
+
+
+def test_generate_load_query_end_to_end(tmp_path):
+    data, db = tmp_path / "inv.parquet", tmp_path / "s.duckdb"
+    out = run_cli("generate", data, "--lines", 3000, "--days", 90).stdout
+    assert "wrote" in out
+    first = run_cli("load", db, data).stdout
+    assert "rejected 0" in first and "loaded 0 " not in first
+    again = run_cli("load", db, data).stdout
+    assert "loaded 0 (returns/cancellations 0)" in again
+    shown = run_cli("query", db, "SELECT label, count(*) AS n FROM training_set GROUP BY 1 ORDER BY 1").stdout
+    assert "HIGH" in shown and "LOW" in shown and "MEDIUM" in shown
+
+
+def test_broken_csv_fails_with_the_line_and_changes_nothing(tmp_path):
+    db = tmp_path / "s.duckdb"
+    run_cli("load", db, write_csv(tmp_path / "ok.csv", GOOD))
+    proc = run_cli("load", db, write_csv(tmp_path / "bad.csv", GOOD[:1] + BAD[:1]), check=False)
+    assert proc.returncode == 1
+    assert "Error: " in proc.stderr and "line 3: non-numeric quantity: lots" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM invoices").fetchone()[0] == 3
+        assert con.execute("SELECT count(*) FROM rejected_rows").fetchone()[0] == 0
+    ok = run_cli("load", db, tmp_path / "bad.csv", "--allow-rejects").stdout
+    assert "loaded 0" in ok and "duplicates skipped 1, rejected 1 (reasons: non-numeric quantity: 1)" in ok
+
+
+def test_bad_arguments_get_clear_errors(tmp_path):
+    db = tmp_path / "s.duckdb"
+    csv = write_csv(tmp_path / "ok.csv", GOOD)
+    proc = run_cli("load", db, csv, "--map", "Nope=x", check=False)
+    assert proc.returncode == 1 and "mapping 'Nope=x' is not TARGET=SOURCE_COLUMN" in proc.stderr
+    proc = run_cli("load", db, csv, "--map", "Date=When", check=False)
+    assert "has no column 'When' for sale_time" in proc.stderr
+    proc = run_cli("query", db, "SELECT * FROM nowhere", check=False)
+    assert proc.returncode == 1 and "nowhere" in proc.stderr and "Traceback" not in proc.stderr
