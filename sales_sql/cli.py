@@ -1,6 +1,7 @@
 """The sales-sql command: a thin face over the library. Library errors become one-line messages."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
@@ -95,6 +96,105 @@ def query(database, sql, max_rows):
         con.sql(sql).show(max_rows=max_rows, max_width=160)
     except duckdb.Error as e:
         raise _fail(e) from None
+
+
+def _lifecycle():
+    from . import registry  # imports MLflow (seconds): only the lifecycle commands pay for it
+
+    return registry
+
+
+models_dir_option = click.option("--models-dir", default="models", show_default=True, type=click.Path(file_okay=False),
+                                 help="Where checkpoints and exported bundles go.")
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False, exists=True))
+@click.option("--cutoff", help="Train before this day, validate from it (YYYY-MM-DD). Default: configs/.")
+@click.option("--rounds", type=int, help="Boosting rounds (default: training.num_boost_round).")
+@click.option("--resume", is_flag=True, help="Continue the same job from its last checkpoint after a crash.")
+@models_dir_option
+def retrain(database, cutoff, rounds, resume, models_dir):
+    """Train a new model version on DATABASE's training_set, log it to MLflow and register it.
+
+    Example: sales-sql retrain sales.duckdb --cutoff 2011-09-01
+    """
+    reg = _lifecycle()
+    settings = load_settings()
+    if rounds is not None:
+        settings = dataclasses.replace(settings, num_boost_round=rounds)
+    try:
+        r = reg.retrain(database, settings, models_dir, cutoff=cutoff, resume=resume)
+    except (reg.RegistryError, reg.TrainingError, ConfigError) as e:
+        raise _fail(e) from None
+    if r.resumed_from:
+        click.echo(f"resumed from iteration {r.resumed_from}")
+    click.echo(f"registered {settings.model_name} version {r.version} (run {r.run_id}), {r.rounds} rounds")
+    rows = [("model", r.metrics)] + [(f"baseline: {k}", m) for k, m in r.baselines.items()]
+    click.echo(_metrics_table(rows))
+
+
+def _metrics_table(rows) -> str:
+    head = f"{'':28} {'accuracy':>9} {'macro-F1':>9} {'F1 LOW':>8} {'F1 MEDIUM':>10} {'F1 HIGH':>8}"
+    lines = [head] + [f"{name:28} {m['accuracy']:9.4f} {m['macro_f1']:9.4f} {m['f1_LOW']:8.4f} {m['f1_MEDIUM']:10.4f} "
+                      f"{m['f1_HIGH']:8.4f}" for name, m in rows]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False, exists=True))
+@click.argument("version", type=int, required=False)
+@click.option("--best", is_flag=True, help="Promote the version with the best validation macro-F1.")
+@click.option("--force", is_flag=True, help="Promote even if it scores below the current production version.")
+@models_dir_option
+def promote(database, version, best, force, models_dir):
+    """Make VERSION (default: the latest) production: MLflow alias @production, the deployed copy in
+    DATABASE and the bundle in models/. Refuses a worse model than production unless --force.
+
+    Example: sales-sql promote sales.duckdb --best
+    """
+    reg = _lifecycle()
+    try:
+        v = reg.promote(database, load_settings(), version, best=best, force=force, models_dir=models_dir)
+    except (reg.RegistryError, ConfigError, duckdb.Error) as e:
+        raise _fail(e) from None
+    click.echo(f"version {v} is production and deployed in {database}")
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False, exists=True))
+@models_dir_option
+def rollback(database, models_dir):
+    """Restore the previous production version in MLflow and in DATABASE.
+
+    Example: sales-sql rollback sales.duckdb
+    """
+    reg = _lifecycle()
+    try:
+        v = reg.rollback(database, load_settings(), models_dir=models_dir)
+    except (reg.RegistryError, ConfigError, duckdb.Error) as e:
+        raise _fail(e) from None
+    click.echo(f"rolled back: version {v} is production and deployed in {database}")
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False, exists=True))
+def models(database):
+    """List registered versions with their validation metrics; * = @production, D = deployed in DATABASE.
+
+    Example: sales-sql models sales.duckdb
+    """
+    reg = _lifecycle()
+    try:
+        rows = reg.list_models(database, load_settings())
+    except (ConfigError, duckdb.Error) as e:
+        raise _fail(e) from None
+    if not rows:
+        click.echo("no versions registered yet; run `sales-sql retrain`")
+    click.echo(f"{'version':>7} {'prod':>4} {'here':>4} {'accuracy':>9} {'macro-F1':>9}  cutoff")
+    for r in rows:
+        click.echo(f"{r['version']:>7} {'*' if r['production'] else '':>4} {'D' if r['deployed_here'] else '':>4} "
+                   f"{r['accuracy']:9.4f} {r['macro_f1']:9.4f}  {r['cutoff']}")
 
 
 if __name__ == "__main__":

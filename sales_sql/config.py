@@ -1,6 +1,7 @@
 """One typed settings object, loaded from configs/sales_sql.toml and validated once."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tomllib
 from dataclasses import dataclass
@@ -22,11 +23,35 @@ class Settings:
     ks_effect_threshold: float = 0.1
     chi2_effect_threshold: float = 0.1
     drift_alpha: float = 0.05
+    cutoff: str = ""
+    valid_fraction: float = 0.2
+    num_boost_round: int = 400
+    early_stopping_rounds: int = 30
+    checkpoint_every: int = 20
+    class_weight: str = "balanced"
+    max_depth: int = 8
+    learning_rate: float = 0.1
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    max_bin: int = 256
+    seed: int = 7
+    experiment: str = "sales_sql"
+    model_name: str = "sales_sql_class"
     source: str = "<defaults>"
 
     @property
     def classes(self) -> tuple[str, str, str]:
         return ("LOW", "MEDIUM", "HIGH")
+
+
+def _is_day_or_empty(value: str) -> bool:
+    if value == "":
+        return True
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 # (section, key) -> (field name, type, check, what a good value looks like)
@@ -38,6 +63,20 @@ _FIELDS = {
     ("drift", "ks_effect_threshold"): ("ks_effect_threshold", float, lambda v: v > 0, "a number > 0"),
     ("drift", "chi2_effect_threshold"): ("chi2_effect_threshold", float, lambda v: v > 0, "a number > 0"),
     ("drift", "alpha"): ("drift_alpha", float, lambda v: 0 < v < 1, "a number between 0 and 1"),
+    ("training", "cutoff"): ("cutoff", str, _is_day_or_empty, 'a date "YYYY-MM-DD" or "" for automatic'),
+    ("training", "valid_fraction"): ("valid_fraction", float, lambda v: 0 < v < 1, "a number between 0 and 1"),
+    ("training", "num_boost_round"): ("num_boost_round", int, lambda v: v >= 1, "a whole number >= 1"),
+    ("training", "early_stopping_rounds"): ("early_stopping_rounds", int, lambda v: v >= 0, "a whole number >= 0"),
+    ("training", "checkpoint_every"): ("checkpoint_every", int, lambda v: v >= 1, "a whole number >= 1"),
+    ("training", "class_weight"): ("class_weight", str, lambda v: v in ("balanced", "none"), '"balanced" or "none"'),
+    ("training", "max_depth"): ("max_depth", int, lambda v: 1 <= v <= 16, "a whole number from 1 to 16"),
+    ("training", "learning_rate"): ("learning_rate", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("training", "subsample"): ("subsample", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("training", "colsample_bytree"): ("colsample_bytree", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("training", "max_bin"): ("max_bin", int, lambda v: 2 <= v <= 1024, "a whole number from 2 to 1024"),
+    ("training", "seed"): ("seed", int, lambda v: v >= 0, "a whole number >= 0"),
+    ("registry", "experiment"): ("experiment", str, bool, "a non-empty name"),
+    ("registry", "model_name"): ("model_name", str, bool, "a non-empty name"),
 }
 
 

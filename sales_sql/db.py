@@ -1,6 +1,7 @@
 """Opening a database file: schema, views and UDFs, and the connections that keep UDFs alive."""
 from __future__ import annotations
 
+import contextlib
 import string
 from pathlib import Path
 
@@ -88,13 +89,13 @@ def connect(path: str = ":memory:", *, read_only: bool = False, settings: Settin
     """
     if str(path) == ":memory:":
         return register(duckdb.connect(), settings)
-    key = (str(Path(path).resolve()), read_only)
-    anchor = _anchors.get(key)
-    if anchor is not None:
-        try:
-            anchor.execute("SELECT 1")
-        except duckdb.ConnectionException:
-            anchor = None
+    resolved = str(Path(path).resolve())
+    # DuckDB opens a file once per process with one access mode: a read-only request is served by a
+    # read-write connection already open, and a read-write request replaces a read-only one.
+    anchor = _live(_anchors.get((resolved, False))) or (_live(_anchors.get((resolved, True))) if read_only else None)
+    if anchor is None and not read_only:
+        close(resolved)
+    key = (resolved, read_only)
     if anchor is None:
         anchor = duckdb.connect(str(path), read_only=read_only)
         try:
@@ -105,6 +106,30 @@ def connect(path: str = ":memory:", *, read_only: bool = False, settings: Settin
             raise
         _anchors[key] = anchor
     return anchor.cursor()
+
+
+@contextlib.contextmanager
+def opened(path: str, *, read_only: bool = False, settings: Settings | None = None):
+    """connect() for one job: the file is released afterwards unless this process already had it open."""
+    resolved = str(Path(path).resolve())
+    had = any(_live(_anchors.get((resolved, mode))) for mode in (False, True))
+    con = connect(path, read_only=read_only, settings=settings)
+    try:
+        yield con
+    finally:
+        con.close()
+        if not had:
+            close(resolved)
+
+
+def _live(con):
+    if con is None:
+        return None
+    try:
+        con.execute("SELECT 1").fetchall()
+        return con
+    except duckdb.ConnectionException:
+        return None
 
 
 def close(path: str | None = None) -> None:

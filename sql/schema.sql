@@ -52,3 +52,19 @@ SELECT line_id, sale_time, CAST(sale_time AS DATE) AS sale_day, branch_id, invoi
        quantity_sold, unit_price, customer_id
 FROM invoices
 WHERE quantity_sold > 0;
+
+-- Production models deployed into this file by `sales-sql promote` (one row per deployment).
+-- status: 'active' (answers predictions; at most one), 'retired' (replaced by a later promote),
+-- 'rolled_back' (taken out by `sales-sql rollback`).
+CREATE SEQUENCE IF NOT EXISTS deployment_seq;
+CREATE TABLE IF NOT EXISTS deployed_models (
+    deployment_id BIGINT    NOT NULL DEFAULT nextval('deployment_seq'),
+    model_name    VARCHAR   NOT NULL,
+    version       INTEGER   NOT NULL,
+    run_id        VARCHAR   NOT NULL,
+    booster       BLOB      NOT NULL,  -- XGBoost UBJSON
+    feature_spec  JSON      NOT NULL,
+    metrics       JSON      NOT NULL,
+    status        VARCHAR   NOT NULL,
+    deployed_at   TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
+);

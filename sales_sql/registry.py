@@ -1,0 +1,282 @@
+"""MLflow runs, registered versions and the @production alias, and the deployed copy in the database file.
+
+MLflow is the governance record; the database file holds what predictions use. Promote and rollback change
+both or neither. Only the CLI's lifecycle commands import this module (the query path never does).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import xgboost as xgb
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from . import db
+from .config import Settings
+from .training import CLASSES, TrainingError, baseline_predictions, evaluate, load_dataset, run_key, train, xgb_params
+
+ALIAS = "production"
+
+
+class RegistryError(ValueError):
+    """A lifecycle step was refused or failed; production is unchanged."""
+
+
+def tracking_uri(db_path: str | os.PathLike) -> str:
+    """MLFLOW_TRACKING_URI, else a sqlite store beside the database file (MLflow 3's own default kind)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(db_path).resolve().parent / 'mlflow.db'}"
+
+
+def _client(db_path) -> MlflowClient:
+    uri = tracking_uri(db_path)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def _experiment_id(client: MlflowClient, db_path, settings: Settings) -> str:
+    exp = client.get_experiment_by_name(settings.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = (Path(db_path).resolve().parent / "mlartifacts").as_uri()
+    return client.create_experiment(settings.experiment, artifact_location=artifacts)
+
+
+def _plots(metrics: dict, booster: xgb.Booster, directory: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.array(metrics["confusion"])
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(3), CLASSES)
+    ax.set_yticks(range(3), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, f"{v:,}", ha="center", va="center", color="black")
+    ax.set_title(f"validation: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+    fig.tight_layout()
+    confusion = directory / "confusion_matrix.png"
+    fig.savefig(confusion, dpi=100)
+    plt.close(fig)
+
+    gain = sorted(booster.get_score(importance_type="total_gain").items(), key=lambda kv: kv[1])[-20:]
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.barh([k for k, _ in gain], [v for _, v in gain])
+    ax.set_xlabel("total gain")
+    ax.set_title("feature importance (top 20)")
+    fig.tight_layout()
+    importance = directory / "feature_importance.png"
+    fig.savefig(importance, dpi=100)
+    plt.close(fig)
+    return [confusion, importance]
+
+
+@dataclass
+class RetrainResult:
+    version: int
+    run_id: str
+    metrics: dict
+    baselines: dict
+    resumed_from: int
+    rounds: int
+
+
+def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "models", *,
+            cutoff: str | None = None, resume: bool = False, progress: bool = True) -> RetrainResult:
+    """Train on training_set, log everything to MLflow and register a new version of the model."""
+    with db.opened(db_path, read_only=True, settings=settings) as con:
+        data = load_dataset(con, settings, cutoff)
+        baselines = {name: evaluate(data.y_valid, pred) for name, pred in baseline_predictions(con, data).items()}
+    params = xgb_params(settings)
+    key = run_key(db_path, data, params, settings)
+    run_dir = Path(models_dir) / "checkpoints" / key
+    state_file = run_dir / "state.json"
+    state = json.loads(state_file.read_text()) if resume and state_file.is_file() else {}
+
+    client = _client(db_path)
+    experiment_id = _experiment_id(client, db_path, settings)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with mlflow.start_run(run_id=state.get("run_id"), experiment_id=None if state else experiment_id) as run:
+        state_file.write_text(json.dumps({"run_id": run.info.run_id}))
+        mlflow.log_params({**{k: v for k, v in params.items() if k != "nthread"}, "cutoff": str(data.cutoff),
+                           "train_rows": data.train.num_rows, "valid_rows": data.valid.num_rows,
+                           "class_weight": settings.class_weight, "num_boost_round": settings.num_boost_round,
+                           "early_stopping_rounds": settings.early_stopping_rounds,
+                           "database": str(Path(db_path).resolve())})
+        mlflow.log_dict({k: v for k, v in vars(settings).items()}, "config.json")
+        mlflow.log_dict(data.spec, "feature_spec.json")
+        result = train(data, settings, run_dir, resume=resume, progress=progress)
+        for step, loss in enumerate(result.history.get("valid", {}).get("mlogloss", [])):
+            mlflow.log_metric("valid_mlogloss", loss, step=result.resumed_from + step)
+        proba = result.booster.predict(xgb.DMatrix(data.X_valid, feature_names=data.spec["features"]))
+        metrics = evaluate(data.y_valid, proba)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if k != "confusion"})
+        mlflow.log_metrics({"best_iteration": result.best_iteration, "resumed_from": result.resumed_from})
+        for name, m in baselines.items():
+            mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in m.items() if k != "confusion"})
+            mlflow.log_metric(f"lift_macro_f1_over_{name}", metrics["macro_f1"] - m["macro_f1"])
+        with tempfile.TemporaryDirectory() as tmp:
+            for png in _plots(metrics, result.booster, Path(tmp)):
+                mlflow.log_artifact(str(png))
+        info = mlflow.xgboost.log_model(result.booster, name="model", model_format="ubj",
+                                        registered_model_name=settings.model_name,
+                                        pip_requirements=[f"xgboost=={xgb.__version__}"])
+        version = int(info.registered_model_version)
+        client.set_model_version_tag(settings.model_name, str(version), "macro_f1", f"{metrics['macro_f1']:.6f}")
+        client.set_model_version_tag(settings.model_name, str(version), "accuracy", f"{metrics['accuracy']:.6f}")
+        client.set_model_version_tag(settings.model_name, str(version), "cutoff", str(data.cutoff))
+    state_file.write_text(json.dumps({"run_id": run.info.run_id, "finished": True, "version": version}))
+    return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds)
+
+
+# ---- promote, rollback, list ------------------------------------------------------------------------------
+
+def _versions(client: MlflowClient, name: str) -> list:
+    try:
+        return sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+    except MlflowException:
+        return []
+
+
+def _production(client: MlflowClient, name: str) -> int | None:
+    try:
+        return int(client.get_model_version_by_alias(name, ALIAS).version)
+    except MlflowException:
+        return None
+
+
+def _macro_f1(version) -> float:
+    return float(version.tags.get("macro_f1", "nan"))
+
+
+def _set_alias(client: MlflowClient, name: str, version: int | None) -> None:
+    if version is None:
+        client.delete_registered_model_alias(name, ALIAS)
+    else:
+        client.set_registered_model_alias(name, ALIAS, str(version))
+
+
+def _write_deployment(con, settings: Settings, version, booster_raw: bytes, spec: dict, metrics: dict,
+                      new_status_of_active: str) -> None:
+    """Inside the caller's transaction: retire (or roll back) the active row and add the new active one."""
+    con.execute("UPDATE deployed_models SET status = ? WHERE status = 'active'", [new_status_of_active])
+    con.execute("""INSERT INTO deployed_models (model_name, version, run_id, booster, feature_spec, metrics, status)
+                   VALUES (?, ?, ?, ?, ?, ?, 'active')""",
+                [settings.model_name, int(version.version), version.run_id, booster_raw, json.dumps(spec),
+                 json.dumps(metrics)])
+
+
+def _export_bundle(models_dir: Path, settings: Settings, version: int, booster_raw: bytes, spec: dict,
+                   metrics: dict) -> Path:
+    """models/NAME-vN.ubj and NAME-vN.json (spec + metrics), each written whole then renamed."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    stem = models_dir / f"{settings.model_name}-v{version}"
+    for path, payload in ((stem.with_suffix(".ubj"), booster_raw),
+                          (stem.with_suffix(".json"),
+                           json.dumps({"version": version, "feature_spec": spec, "metrics": metrics}, indent=1).encode())):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+    return stem.with_suffix(".ubj")
+
+
+def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_dir: Path,
+            status_of_replaced: str) -> None:
+    """Alias + database row + exported bundle, all or nothing."""
+    try:
+        booster = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{version.version}")
+        spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_spec.json")
+    except (MlflowException, OSError) as e:
+        raise RegistryError(f"cannot read version {version.version} from MLflow: {e}") from None
+    raw = bytes(booster.save_raw("ubj"))
+    metrics = {k: float(v) for k, v in version.tags.items() if k in ("macro_f1", "accuracy")}
+    try:
+        _export_bundle(models_dir, settings, int(version.version), raw, spec, metrics)
+    except OSError as e:
+        raise RegistryError(f"cannot write the model bundle to {models_dir}: {e}; production is unchanged") from None
+    previous = _production(client, settings.model_name)
+    with db.opened(db_path, settings=settings) as con:
+        _set_alias(client, settings.model_name, int(version.version))
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                _write_deployment(con, settings, version, raw, spec, metrics, status_of_replaced)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        except BaseException:
+            _set_alias(client, settings.model_name, previous)
+            raise
+
+
+def promote(db_path: str, settings: Settings, version: int | None = None, *, best: bool = False,
+            force: bool = False, models_dir: str | os.PathLike = "models") -> int:
+    """Make a version production: the gate, then alias + deployed copy in the file + bundle in models/."""
+    client = _client(db_path)
+    versions = _versions(client, settings.model_name)
+    if not versions:
+        raise RegistryError(f"model {settings.model_name!r} has no versions yet; run `sales-sql retrain` first")
+    if best:
+        candidate = max(versions, key=_macro_f1)
+    elif version is None:
+        candidate = versions[-1]
+    else:
+        matches = [v for v in versions if int(v.version) == version]
+        if not matches:
+            raise RegistryError(f"version {version} of {settings.model_name!r} does not exist; existing: "
+                                f"{', '.join(v.version for v in versions)}")
+        candidate = matches[0]
+    current = _production(client, settings.model_name)
+    if current is not None and not force:
+        champion = next(v for v in versions if int(v.version) == current)
+        if _macro_f1(candidate) < _macro_f1(champion):
+            raise RegistryError(
+                f"version {candidate.version} (validation macro-F1 {_macro_f1(candidate):.4f}) is worse than "
+                f"production version {current} ({_macro_f1(champion):.4f}); not promoted. Use --force to promote "
+                "it anyway")
+    _deploy(db_path, settings, client, candidate, Path(models_dir), "retired")
+    return int(candidate.version)
+
+
+def rollback(db_path: str, settings: Settings, models_dir: str | os.PathLike = "models") -> int:
+    """Put back the version that was production before the current one, in MLflow and in the file."""
+    with db.opened(db_path, read_only=True, settings=settings) as con:
+        rows = con.execute("""SELECT version, status FROM deployed_models WHERE model_name = ?
+                              ORDER BY deployment_id DESC""", [settings.model_name]).fetchall()
+    active = next((v for v, s in rows if s == "active"), None)
+    previous = next((v for v, s in rows if s == "retired" and v != active), None)
+    if active is None or previous is None:
+        raise RegistryError("there is no earlier production version in this database file to roll back to")
+    client = _client(db_path)
+    version = next((v for v in _versions(client, settings.model_name) if int(v.version) == previous), None)
+    if version is None:
+        raise RegistryError(f"version {previous} is no longer in the MLflow registry at {tracking_uri(db_path)}")
+    _deploy(db_path, settings, client, version, Path(models_dir), "rolled_back")
+    return previous
+
+
+def list_models(db_path: str, settings: Settings) -> list[dict]:
+    """Every registered version with its metrics, whether it is @production and whether this file runs it."""
+    client = _client(db_path)
+    with db.opened(db_path, read_only=True, settings=settings) as con:
+        row = db.first_row(con, "SELECT version FROM deployed_models WHERE status = 'active' AND model_name = ?",
+                           [settings.model_name])
+    deployed = row[0] if row else None
+    production = _production(client, settings.model_name)
+    return [{"version": int(v.version), "macro_f1": _macro_f1(v), "accuracy": float(v.tags.get("accuracy", "nan")),
+             "cutoff": v.tags.get("cutoff", ""), "production": int(v.version) == production,
+             "deployed_here": int(v.version) == deployed, "run_id": v.run_id}
+            for v in _versions(client, settings.model_name)]
+
+
+__all__ = ["RegistryError", "TrainingError", "list_models", "promote", "retrain", "rollback", "tracking_uri"]

@@ -1,0 +1,285 @@
+"""training_set -> XGBoost booster: time split, class weights, checkpoints, resume, evaluation.
+
+Engine work (reading the view) happens through a DuckDB connection; nothing here imports MLflow.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xgboost as xgb
+
+from .config import Settings
+from .db import SQL_DIR, first_row
+
+CLASSES = ("LOW", "MEDIUM", "HIGH")
+# training_set columns that identify a line or hold its answer; every other column is a feature
+ID_COLUMNS = ("line_id", "sale_time", "sale_day", "branch_id", "item_code", "customer_id", "quantity_sold", "label")
+SPEC_VERSION = 1
+
+
+class TrainingError(ValueError):
+    """The data cannot train a model (too little, one class, bad cut-off); nothing was registered."""
+
+
+def feature_spec(con, settings: Settings) -> dict:
+    """What a booster was trained on: feature names in matrix order, class thresholds and the SQL's hash."""
+    names = []
+    for name, sql_type, *_ in con.execute("DESCRIBE training_set").fetchall():
+        if name in ID_COLUMNS:
+            continue
+        if name == "hashed":
+            names += [f"hashed_{i}" for i in range(settings.buckets)]
+        else:
+            names.append(name)
+    sql = "".join((SQL_DIR / f).read_text(encoding="utf-8") for f in ("history.sql", "training_set.sql"))
+    return {
+        "spec_version": SPEC_VERSION, "features": names, "classes": list(CLASSES), "low_max": settings.low_max,
+        "medium_max": settings.medium_max, "buckets": settings.buckets,
+        "feature_sql_sha256": hashlib.sha256(sql.encode()).hexdigest(),
+    }
+
+
+def to_matrix(table: pa.Table, spec: dict) -> np.ndarray:
+    """float32 feature matrix in spec order (NULL -> NaN, which XGBoost treats as missing)."""
+    n = table.num_rows
+    out = np.empty((n, len(spec["features"])), np.float32)
+    hashed_at = None
+    for j, name in enumerate(spec["features"]):
+        if name.startswith("hashed_"):
+            hashed_at = j if hashed_at is None else hashed_at
+            continue
+        out[:, j] = pc.cast(table[name], pa.float32()).to_numpy(zero_copy_only=False)
+    if hashed_at is not None:
+        flat = table["hashed"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        out[:, hashed_at:hashed_at + spec["buckets"]] = flat.reshape(n, spec["buckets"])
+    return out
+
+
+def labels(table: pa.Table) -> np.ndarray:
+    return pc.index_in(table["label"], value_set=pa.array(CLASSES)).to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+def choose_cutoff(con, settings: Settings, cutoff: str | None) -> dt.date:
+    """The given day, the configured one, or the first day from which the last valid_fraction of lines fall."""
+    cutoff = cutoff or settings.cutoff
+    if cutoff:
+        try:
+            return dt.date.fromisoformat(cutoff)
+        except ValueError:
+            raise TrainingError(f"cut-off {cutoff!r} is not a date; write it as YYYY-MM-DD") from None
+    row = first_row(con, "SELECT quantile_disc(sale_day, ?) FROM usable_lines", [1 - settings.valid_fraction])
+    if row is None or row[0] is None:
+        raise TrainingError("the database has no usable invoice lines; load some with `sales-sql load` first")
+    return row[0]
+
+
+@dataclass
+class Dataset:
+    cutoff: dt.date
+    spec: dict
+    train: pa.Table
+    valid: pa.Table
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    y_valid: np.ndarray
+
+
+def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
+    """Read training_set through Arrow and split it by time; refuse data that cannot train a model."""
+    day = choose_cutoff(con, settings, cutoff)
+    spec = feature_spec(con, settings)
+    table = con.sql("SELECT * FROM training_set").to_arrow_table()
+    is_train = pc.less(table["sale_day"], pa.scalar(day, pa.date32()))
+    train, valid = table.filter(is_train), table.filter(pc.invert(is_train))
+    if train.num_rows == 0:
+        raise TrainingError(f"no usable lines before the cut-off {day}; choose a later --cutoff")
+    if valid.num_rows == 0:
+        raise TrainingError(f"no usable lines on or after the cut-off {day}; choose an earlier --cutoff")
+    y_train = labels(train)
+    present = sorted({CLASSES[i] for i in np.unique(y_train)})
+    if len(present) < 2:
+        raise TrainingError(f"the lines before {day} hold only class {present}; a classifier needs at least two "
+                            "classes: load more data or move the cut-off")
+    return Dataset(day, spec, train, valid, to_matrix(train, spec), y_train, to_matrix(valid, spec), labels(valid))
+
+
+def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
+    """Per-row weights: n / (classes * count of the row's class), or all ones."""
+    if mode == "none":
+        return np.ones(len(y), np.float32)
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(len(CLASSES))
+    w[present] = len(y) / (present.sum() * counts[present])
+    return w[y].astype(np.float32)
+
+
+def xgb_params(settings: Settings) -> dict:
+    return {
+        "objective": "multi:softprob", "num_class": len(CLASSES), "eval_metric": "mlogloss",
+        "tree_method": "hist", "max_depth": settings.max_depth, "eta": settings.learning_rate,
+        "subsample": settings.subsample, "colsample_bytree": settings.colsample_bytree,
+        "max_bin": settings.max_bin, "seed": settings.seed, "nthread": os.cpu_count() or 1,
+    }
+
+
+class Checkpoints(xgb.callback.TrainingCallback):
+    """Saves the booster every `every` iterations as iter_NNNNN.ubj (written whole, then renamed)."""
+
+    def __init__(self, directory: Path, every: int):
+        super().__init__()
+        self.directory, self.every = directory, every
+
+    def after_iteration(self, model, epoch, evals_log):
+        done = model.num_boosted_rounds()
+        if done % self.every == 0:
+            save_checkpoint(model, self.directory, done)
+        return False
+
+
+def save_checkpoint(booster: xgb.Booster, directory: Path, rounds: int) -> Path:
+    path = directory / f"iter_{rounds:05d}.ubj"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(booster.save_raw("ubj"))
+    os.replace(tmp, path)
+    return path
+
+
+def latest_checkpoint(directory: Path) -> tuple[int, Path] | None:
+    found = sorted(directory.glob("iter_*.ubj"))
+    return (int(found[-1].stem.split("_")[1]), found[-1]) if found else None
+
+
+class Progress(xgb.callback.TrainingCallback):
+    """A one-line progress bar on stderr: iteration and validation log loss."""
+
+    def __init__(self, total: int, start: int = 0, stream=sys.stderr):
+        super().__init__()
+        self.total, self.start, self.stream = total, start, stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def after_iteration(self, model, epoch, evals_log):
+        done = model.num_boosted_rounds()
+        loss = evals_log.get("valid", {}).get("mlogloss", [float("nan")])[-1]
+        if self.tty or done % 20 == 0 or done == self.total:
+            bar = "#" * int(30 * done / self.total)
+            end = "\r" if self.tty else "\n"
+            self.stream.write(f"[{bar:<30}] iteration {done}/{self.total}  valid mlogloss {loss:.4f}{end}")
+            self.stream.flush()
+        return False
+
+    def after_training(self, model):
+        if self.tty:
+            self.stream.write("\n")
+        return model
+
+
+def run_key(db_path: str, data: Dataset, params: dict, settings: Settings) -> str:
+    """Identifies one training job, so that --resume only continues the same job on the same data."""
+    key = json.dumps({"db": str(Path(db_path).resolve()), "cutoff": str(data.cutoff), "params": params,
+                      "rows": [data.train.num_rows, data.valid.num_rows], "spec": data.spec,
+                      "rounds": settings.num_boost_round, "weights": settings.class_weight}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    booster: xgb.Booster
+    resumed_from: int
+    rounds: int
+    best_iteration: int
+    checkpoint_dir: Path
+    history: dict = field(default_factory=dict)
+
+
+def train(data: Dataset, settings: Settings, checkpoint_dir: Path, *, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train with early stopping on the validation rows, saving checkpoints; resume from the latest one."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    params = xgb_params(settings)
+    start_model, done = None, 0
+    last = latest_checkpoint(checkpoint_dir) if resume else None
+    if last:
+        done, path = last
+        start_model = xgb.Booster(model_file=str(path))
+    elif not resume:
+        for old in checkpoint_dir.glob("iter_*.ubj"):
+            old.unlink()
+    dtrain = xgb.DMatrix(data.X_train, data.y_train, weight=class_weights(data.y_train, settings.class_weight),
+                         feature_names=data.spec["features"])
+    dvalid = xgb.DMatrix(data.X_valid, data.y_valid, feature_names=data.spec["features"])
+    callbacks = [Checkpoints(checkpoint_dir, settings.checkpoint_every)]
+    if progress:
+        callbacks.append(Progress(settings.num_boost_round))
+    if settings.early_stopping_rounds:
+        callbacks.append(xgb.callback.EarlyStopping(rounds=settings.early_stopping_rounds, save_best=False))
+    history: dict = {}
+    booster = xgb.train(params, dtrain, num_boost_round=max(settings.num_boost_round - done, 0),
+                        evals=[(dvalid, "valid")], evals_result=history, callbacks=callbacks,
+                        xgb_model=start_model, verbose_eval=False)
+    rounds = booster.num_boosted_rounds()
+    best = booster.best_iteration if settings.early_stopping_rounds and rounds > done else rounds - 1
+    if start_model is not None and rounds == done:
+        best = rounds - 1
+    final = booster[: best + 1]
+    return TrainResult(final, done, rounds, best, checkpoint_dir, history)
+
+
+# ---- evaluation -------------------------------------------------------------------------------------------
+
+def evaluate(y_true: np.ndarray, proba_or_pred: np.ndarray) -> dict:
+    """accuracy, macro-F1, per-class precision/recall/F1, log loss (when probabilities are given)."""
+    pred = proba_or_pred.argmax(axis=1) if proba_or_pred.ndim == 2 else proba_or_pred
+    k = len(CLASSES)
+    cm = np.bincount(y_true * k + pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(cm.sum(0) > 0, tp / cm.sum(0), 0.0)
+        recall = np.where(cm.sum(1) > 0, tp / cm.sum(1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    out = {"accuracy": float(tp.sum() / max(len(y_true), 1)), "macro_f1": float(f1.mean())}
+    for i, c in enumerate(CLASSES):
+        out |= {f"precision_{c}": float(precision[i]), f"recall_{c}": float(recall[i]), f"f1_{c}": float(f1[i])}
+    if proba_or_pred.ndim == 2:
+        p = np.clip(proba_or_pred[np.arange(len(y_true)), y_true], 1e-15, 1.0)
+        out["log_loss"] = float(-np.log(p).mean())
+    out["confusion"] = cm.tolist()
+    return out
+
+
+def baseline_predictions(con, data: Dataset) -> dict[str, np.ndarray]:
+    """Two baselines on the validation rows: the majority class before the cut-off, and the most frequent
+    class of the same branch x item before the cut-off, else of the item, else the majority class."""
+    majority = int(np.bincount(data.y_train, minlength=len(CLASSES)).argmax())
+    cur = con.cursor()
+    cur.register("_train", data.train.select(["branch_id", "item_code", "label"]))
+    cur.register("_valid", data.valid.select(["line_id", "branch_id", "item_code"]))
+    # ties go to the lower class (LOW before MEDIUM before HIGH), so the baseline is deterministic
+    modes = cur.execute("""
+        WITH counts AS (SELECT branch_id, item_code, label, count(*) AS n,
+                               CASE label WHEN 'LOW' THEN 2 WHEN 'MEDIUM' THEN 1 ELSE 0 END AS tie
+                        FROM _train GROUP BY branch_id, item_code, label),
+             bi AS (SELECT branch_id, item_code, arg_max(label, (n, tie)) AS label FROM counts
+                    GROUP BY branch_id, item_code),
+             it AS (SELECT item_code, arg_max(label, (n, tie)) AS label FROM
+                      (SELECT item_code, label, sum(n) AS n, any_value(tie) AS tie FROM counts
+                       GROUP BY item_code, label)
+                    GROUP BY item_code)
+        SELECT coalesce(bi.label, it.label) FROM _valid v
+        LEFT JOIN bi USING (branch_id, item_code) LEFT JOIN it USING (item_code)
+        ORDER BY v.line_id""").fetchall()
+    cur.close()
+    order = np.argsort(data.valid["line_id"].to_numpy())
+    mode_pred = np.empty(len(order), np.int32)
+    mode_pred[order] = [CLASSES.index(m) if m else majority for (m,) in modes]
+    return {"majority": np.full(len(order), majority, np.int32), "branch_item_mode": mode_pred}

@@ -1,0 +1,183 @@
+"""retrain / promote / rollback / models against a temporary MLflow store, driven as a user would."""
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import SALES_SQL, run_cli
+from sales_sql import close, connect
+from sales_sql.demo import generate, write
+from sales_sql.loader import load_file
+
+QUICK = {"num_boost_round": 40, "early_stopping_rounds": 0, "max_depth": 4, "checkpoint_every": 20}
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory):
+    """One sqlite MLflow store with its schema migrations done; tests copy it (migrating takes seconds)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, migrated_store, monkeypatch):
+    path = tmp_path / "mlflow.db"
+    shutil.copy(migrated_store, path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{path}")
+    return f"sqlite:///{path}"
+
+
+def make_db(tmp_path, settings, lines=30_000, days=200, **gen):
+    db = tmp_path / "s.duckdb"
+    data = write(generate(lines=lines, days=days, **gen), tmp_path / "inv.parquet")
+    con = connect(db, settings=settings)
+    load_file(con, data, settings=settings)
+    close(db)
+    return db
+
+
+def config_file(tmp_path, settings, **changes):
+    """A settings file for the CLI subprocess, from the shipped one with some training keys changed."""
+    from sales_sql.config import DEFAULT_PATH
+
+    text = DEFAULT_PATH.read_text()
+    for key, value in changes.items():
+        lines = [f"{key} = {json.dumps(value)}" if ln.split("=")[0].strip() == key else ln
+                 for ln in text.splitlines()]
+        text = "\n".join(lines)
+    path = tmp_path / "settings.toml"
+    path.write_text(text)
+    return path
+
+
+def test_retrain_logs_everything_and_registers_a_version(tmp_path, settings, store):
+    from mlflow import MlflowClient
+
+    from sales_sql.registry import retrain
+
+    db = make_db(tmp_path, settings)
+    r = retrain(str(db), dataclasses.replace(settings, **QUICK), tmp_path / "models", progress=False)
+    run = MlflowClient(store).get_run(r.run_id)
+    m = run.data.metrics
+    for key in ("accuracy", "macro_f1", "log_loss", "precision_LOW", "recall_HIGH", "f1_MEDIUM",
+                "baseline_majority_accuracy", "baseline_branch_item_mode_macro_f1", "lift_macro_f1_over_majority"):
+        assert key in m, key
+    assert m["macro_f1"] > m["baseline_branch_item_mode_macro_f1"] > m["baseline_majority_macro_f1"]
+    assert run.data.params["cutoff"] and int(run.data.params["train_rows"]) > 0
+    artifacts = {a.path for a in MlflowClient(store).list_artifacts(r.run_id)}
+    assert {"confusion_matrix.png", "feature_importance.png", "feature_spec.json", "config.json"} <= artifacts
+    version = MlflowClient(store).get_model_version(settings.model_name, str(r.version))
+    assert float(version.tags["macro_f1"]) == pytest.approx(r.metrics["macro_f1"], abs=1e-6)
+    assert sorted(p.name for p in (tmp_path / "models" / "checkpoints").glob("*/iter_*.ubj"))[-1] == "iter_00040.ubj"
+
+
+def test_gate_force_rollback_and_models_listing(tmp_path, settings, store):
+    from sales_sql.registry import retrain
+
+    db = make_db(tmp_path, settings)
+    good = retrain(str(db), dataclasses.replace(settings, **QUICK), tmp_path / "models", progress=False)
+    worse = dataclasses.replace(settings, **{**QUICK, "num_boost_round": 1, "max_depth": 1, "class_weight": "none"})
+    bad = retrain(str(db), worse, tmp_path / "models", progress=False)
+    assert bad.metrics["macro_f1"] < good.metrics["macro_f1"]
+    md = ["--models-dir", tmp_path / "models"]
+
+    run_cli("promote", db, good.version, *md)
+    refused = run_cli("promote", db, bad.version, *md, check=False)
+    assert refused.returncode == 1 and "worse than production version" in refused.stderr and "--force" in refused.stderr
+    assert "*    D" in run_cli("models", db).stdout.splitlines()[good.version]
+
+    run_cli("promote", db, bad.version, "--force", *md)
+    listing = run_cli("models", db).stdout.splitlines()
+    assert "*    D" in listing[bad.version] and "*" not in listing[good.version].split()[1:2]
+    assert (tmp_path / "models" / f"{settings.model_name}-v{bad.version}.ubj").is_file()
+
+    assert f"version {good.version} is production" in run_cli("rollback", db, *md).stdout
+    listing = run_cli("models", db).stdout.splitlines()
+    assert "*    D" in listing[good.version]
+    with connect(db, read_only=True, settings=settings) as con:
+        rows = con.execute("SELECT version, status FROM deployed_models ORDER BY deployment_id").fetchall()
+    close(db)
+    assert rows == [(good.version, "retired"), (bad.version, "rolled_back"), (good.version, "active")]
+    again = run_cli("rollback", db, *md, check=False)
+    assert again.returncode == 1 and "no earlier production version" in again.stderr
+
+
+def test_failure_between_alias_and_database_keeps_old_production(tmp_path, settings, store, monkeypatch):
+    from mlflow import MlflowClient
+
+    from sales_sql import registry
+
+    db = make_db(tmp_path, settings)
+    quick = dataclasses.replace(settings, **QUICK)
+    first = registry.retrain(str(db), quick, tmp_path / "models", progress=False)
+    second = registry.retrain(str(db), quick, tmp_path / "models", progress=False)
+    registry.promote(str(db), quick, first.version, models_dir=tmp_path / "models")
+
+    def crash(*args, **kwargs):
+        raise OSError("disk unplugged")
+
+    monkeypatch.setattr(registry, "_write_deployment", crash)
+    with pytest.raises(OSError, match="disk unplugged"):
+        registry.promote(str(db), quick, second.version, force=True, models_dir=tmp_path / "models")
+    alias = MlflowClient(store).get_model_version_by_alias(settings.model_name, "production")
+    assert int(alias.version) == first.version
+    con = connect(db, settings=settings)
+    assert con.execute("SELECT version, status FROM deployed_models").fetchall() == [(first.version, "active")]
+    close(db)
+
+
+def test_retrain_refuses_data_that_cannot_train_and_registers_nothing(tmp_path, settings, store):
+    from mlflow import MlflowClient
+
+    db = make_db(tmp_path, settings, lines=3000, days=60)
+    early = run_cli("retrain", db, "--cutoff", "2020-01-01", check=False)
+    assert early.returncode == 1 and "no usable lines before the cut-off 2020-01-01" in early.stderr
+    late = run_cli("retrain", db, "--cutoff", "2030-01-01", check=False)
+    assert late.returncode == 1 and "no usable lines on or after the cut-off" in late.stderr
+    con = connect(db, settings=settings)
+    con.execute("UPDATE invoices SET quantity_sold = 1 WHERE quantity_sold > 0")
+    close(db)
+    one_class = run_cli("retrain", db, check=False)
+    assert one_class.returncode == 1 and "only class ['LOW']" in one_class.stderr
+    assert "Traceback" not in early.stderr + late.stderr + one_class.stderr
+    assert MlflowClient(store).search_registered_models() == []
+
+
+def test_killed_retrain_resumes_from_its_last_checkpoint(tmp_path, settings, store):
+    """SIGKILL once a checkpoint exists; --resume continues from the latest checkpoint's iteration."""
+    import xgboost as xgb
+
+    db = make_db(tmp_path, settings, lines=220_000, days=731)
+    cfg = config_file(tmp_path, settings, num_boost_round=80, early_stopping_rounds=0, checkpoint_every=20)
+    env = {**os.environ, "SALES_SQL_CONFIG": str(cfg)}
+    models = tmp_path / "models"
+    proc = subprocess.Popen([SALES_SQL, "retrain", str(db), "--models-dir", str(models)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(models.glob("checkpoints/*/iter_*.ubj")):
+        assert proc.poll() is None, "retrain ended before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = sorted(models.glob("checkpoints/*/iter_*.ubj"))
+    assert saved, "no checkpoint was written"
+    at = int(saved[-1].stem.split("_")[1])
+    assert 20 <= at < 80
+    checkpoint = xgb.Booster(model_file=str(saved[-1]))
+
+    out = subprocess.run([SALES_SQL, "retrain", str(db), "--resume", "--models-dir", str(models)], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"resumed from iteration {at}" in out.stdout
+    final = xgb.Booster(model_file=str(sorted(models.glob("checkpoints/*/iter_*.ubj"))[-1]))
+    assert final.num_boosted_rounds() == 80
+    # the resumed model starts with exactly the trees of the checkpoint
+    assert final[:at].get_dump() == checkpoint.get_dump()
