@@ -119,13 +119,24 @@ def retrain(database, cutoff, rounds, resume, models_dir):
 
     Example: sales-sql retrain sales.duckdb --cutoff 2011-09-01
     """
-    reg = _lifecycle()
-    settings = load_settings()
-    if rounds is not None:
-        settings = dataclasses.replace(settings, num_boost_round=rounds)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .training import TrainingError, prepare
+
     try:
-        r = reg.retrain(database, settings, models_dir, cutoff=cutoff, resume=resume)
-    except (reg.RegistryError, reg.TrainingError, ConfigError) as e:
+        settings = load_settings()
+        if rounds is not None:
+            settings = dataclasses.replace(settings, num_boost_round=rounds)
+        # importing MLflow and opening its store take seconds: do it while DuckDB reads the data
+        with ThreadPoolExecutor(1) as pool:
+            warm = pool.submit(lambda: _lifecycle().warm_up(database, settings))
+            try:
+                prepared = prepare(database, settings, cutoff)
+            finally:
+                warm.result()
+        reg = _lifecycle()
+        r = reg.retrain(database, settings, models_dir, cutoff=cutoff, resume=resume, prepared=prepared)
+    except (TrainingError, ConfigError, duckdb.Error) as e:
         raise _fail(e) from None
     if r.resumed_from:
         click.echo(f"resumed from iteration {r.resumed_from}")

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from . import db
 from .config import Settings
-from .training import CLASSES, TrainingError, baseline_predictions, evaluate, load_dataset, run_key, train, xgb_params
+from .training import CLASSES, TrainingError, evaluate, prepare, run_key, train, xgb_params
 
 ALIAS = "production"
 
@@ -90,12 +90,21 @@ class RetrainResult:
     rounds: int
 
 
+def warm_up(db_path: str, settings: Settings) -> None:
+    """The slow first steps of MLflow logging (store connection and migrations check, experiment, plotting
+    library), which the CLI runs in a thread while DuckDB reads the training data."""
+    import matplotlib.pyplot  # noqa: F401
+
+    _experiment_id(_client(db_path), db_path, settings)
+
+
 def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "models", *,
-            cutoff: str | None = None, resume: bool = False, progress: bool = True) -> RetrainResult:
-    """Train on training_set, log everything to MLflow and register a new version of the model."""
-    with db.opened(db_path, read_only=True, settings=settings) as con:
-        data = load_dataset(con, settings, cutoff)
-        baselines = {name: evaluate(data.y_valid, pred) for name, pred in baseline_predictions(con, data).items()}
+            cutoff: str | None = None, resume: bool = False, progress: bool = True,
+            prepared: tuple | None = None) -> RetrainResult:
+    """Train on training_set, log everything to MLflow and register a new version of the model.
+
+    `prepared` is what training.prepare() returned, when the caller has read the data already."""
+    data, baselines = prepared or prepare(db_path, settings, cutoff)
     params = xgb_params(settings)
     key = run_key(db_path, data, params, settings)
     run_dir = Path(models_dir) / "checkpoints" / key

@@ -98,7 +98,8 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
     """Read training_set through Arrow and split it by time; refuse data that cannot train a model."""
     day = choose_cutoff(con, settings, cutoff)
     spec = feature_spec(con, settings)
-    table = con.sql("SELECT * FROM training_set").to_arrow_table()
+    # ordered, so that the same data gives the same rows in the same order (and the same model) every time
+    table = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
     is_train = pc.less(table["sale_day"], pa.scalar(day, pa.date32()))
     train, valid = table.filter(is_train), table.filter(pc.invert(is_train))
     if train.num_rows == 0:
@@ -111,6 +112,16 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
         raise TrainingError(f"the lines before {day} hold only class {present}; a classifier needs at least two "
                             "classes: load more data or move the cut-off")
     return Dataset(day, spec, train, valid, to_matrix(train, spec), y_train, to_matrix(valid, spec), labels(valid))
+
+
+def prepare(db_path: str, settings: Settings, cutoff: str | None = None) -> tuple[Dataset, dict]:
+    """Read and split the training data of a database file and score both baselines on its validation rows."""
+    from .db import opened
+
+    with opened(db_path, read_only=True, settings=settings) as con:
+        data = load_dataset(con, settings, cutoff)
+        baselines = {name: evaluate(data.y_valid, pred) for name, pred in baseline_predictions(con, data).items()}
+    return data, baselines
 
 
 def class_weights(y: np.ndarray, mode: str) -> np.ndarray:

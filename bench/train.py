@@ -1,0 +1,56 @@
+"""`sales-sql retrain` end to end vs a plain xgboost.train on the same prepared matrix, in one run.
+
+The first time is the whole command as a user runs it (process start, reading training_set through Arrow,
+the split, checkpoints, progress, evaluation, baselines, plots and MLflow logging and registration). The
+second is xgboost.train alone, with the same parameters, weights, validation set and early stopping, on the
+matrix the command prepares (DMatrix construction included). Target: ratio <= 1.3.
+
+    python bench/train.py
+"""
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import xgboost as xgb
+from uci import CUTOFF, fresh_mlflow_store, uci_database
+
+import sales_sql
+from sales_sql.config import load_settings
+from sales_sql.training import class_weights, load_dataset, xgb_params
+
+
+def main():
+    db = uci_database()
+    fresh_mlflow_store()
+    settings = load_settings()
+    models = tempfile.mkdtemp(prefix="sales_sql_models_")
+    command = [str(Path(sys.executable).parent / "sales-sql"), "retrain", str(db), "--cutoff", CUTOFF,
+               "--models-dir", models]
+    t = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True)
+    t_command = time.perf_counter() - t
+    if out.returncode:
+        sys.exit(out.stderr)
+
+    with sales_sql.db.opened(db, read_only=True, settings=settings) as con:
+        data = load_dataset(con, settings, CUTOFF)
+    t = time.perf_counter()
+    dtrain = xgb.DMatrix(data.X_train, data.y_train, weight=class_weights(data.y_train, settings.class_weight),
+                         feature_names=data.spec["features"])
+    dvalid = xgb.DMatrix(data.X_valid, data.y_valid, feature_names=data.spec["features"])
+    booster = xgb.train(xgb_params(settings), dtrain, settings.num_boost_round, evals=[(dvalid, "valid")],
+                        early_stopping_rounds=settings.early_stopping_rounds or None, verbose_eval=False)
+    t_plain = time.perf_counter() - t
+
+    print(out.stdout.strip().splitlines()[0])
+    print(f"train rows {data.train.num_rows:,}, valid rows {data.valid.num_rows:,}, "
+          f"plain xgboost rounds {booster.num_boosted_rounds()}")
+    print(f"sales-sql retrain (end to end): {t_command:.1f} s")
+    print(f"xgboost.train (same matrix):    {t_plain:.1f} s")
+    print(f"ratio: {t_command / t_plain:.2f}  (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()
