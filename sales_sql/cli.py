@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 
 import click
@@ -13,7 +14,13 @@ from .loader import PRESETS, LoadError, load_files, parse_mapping
 
 
 def _fail(e: Exception) -> click.ClickException:
-    return click.ClickException(str(e))
+    message = str(e)
+    held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", message)
+    if held:  # DuckDB: one writing process, or several reading ones, never both
+        message = (f"the database file is in use by another process (PID {held.group(2)}, {held.group(1)}). "
+                   "Wait for it to finish or close that connection (sales_sql.close(path) in Python), then "
+                   "run this again. Read-only commands (query, models) can run beside other readers.")
+    return click.ClickException(message)
 
 
 def _open(path: str, read_only: bool = False):

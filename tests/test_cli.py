@@ -40,3 +40,21 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     assert "has no column 'When' for sale_time" in proc.stderr
     proc = run_cli("query", db, "SELECT * FROM nowhere", check=False)
     assert proc.returncode == 1 and "nowhere" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_file_locked_by_another_process_gets_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    db = tmp_path / "s.duckdb"
+    run_cli("load", db, write_csv(tmp_path / "ok.csv", GOOD))
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); "
+                               "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        proc = run_cli("load", db, tmp_path / "ok.csv", check=False)
+        assert proc.returncode == 1
+        assert f"in use by another process (PID {holder.pid}" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
