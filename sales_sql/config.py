@@ -16,32 +16,30 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    low_max: int = 3
-    medium_max: int = 8
-    buckets: int = 20
-    drift_window_days: int = 30
-    ks_effect_threshold: float = 0.1
-    chi2_effect_threshold: float = 0.1
-    drift_alpha: float = 0.05
-    cutoff: str = ""
-    valid_fraction: float = 0.2
-    num_boost_round: int = 400
-    early_stopping_rounds: int = 30
-    checkpoint_every: int = 20
-    class_weight: str = "balanced"
-    max_depth: int = 8
-    learning_rate: float = 0.1
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    max_bin: int = 256
-    seed: int = 7
-    experiment: str = "sales_sql"
-    model_name: str = "sales_sql_class"
-    source: str = "<defaults>"
+    """Every setting of configs/sales_sql.toml (the file is the one place defaults live)."""
 
-    @property
-    def classes(self) -> tuple[str, str, str]:
-        return ("LOW", "MEDIUM", "HIGH")
+    low_max: int
+    medium_max: int
+    buckets: int
+    drift_window_days: int
+    ks_effect_threshold: float
+    chi2_effect_threshold: float
+    drift_alpha: float
+    cutoff: str
+    valid_fraction: float
+    num_boost_round: int
+    early_stopping_rounds: int
+    checkpoint_every: int
+    class_weight: str
+    max_depth: int
+    learning_rate: float
+    subsample: float
+    colsample_bytree: float
+    max_bin: int
+    seed: int
+    experiment: str
+    model_name: str
+    source: str
 
 
 def _is_day_or_empty(value: str) -> bool:
