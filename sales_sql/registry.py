@@ -121,7 +121,7 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
                            "class_weight": settings.class_weight, "num_boost_round": settings.num_boost_round,
                            "early_stopping_rounds": settings.early_stopping_rounds,
                            "database": str(Path(db_path).resolve())})
-        mlflow.log_dict({k: v for k, v in vars(settings).items()}, "config.json")
+        mlflow.log_dict(vars(settings), "config.json")
         mlflow.log_dict(data.spec, "feature_spec.json")
         result = train(data, settings, run_dir, resume=resume, progress=progress)
         for step, loss in enumerate(result.history.get("valid", {}).get("mlogloss", [])):
@@ -140,9 +140,10 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
                                         registered_model_name=settings.model_name,
                                         pip_requirements=[f"xgboost=={xgb.__version__}"])
         version = int(info.registered_model_version)
-        client.set_model_version_tag(settings.model_name, str(version), "macro_f1", f"{metrics['macro_f1']:.6f}")
-        client.set_model_version_tag(settings.model_name, str(version), "accuracy", f"{metrics['accuracy']:.6f}")
-        client.set_model_version_tag(settings.model_name, str(version), "cutoff", str(data.cutoff))
+        tags = {"macro_f1": f"{metrics['macro_f1']:.6f}", "accuracy": f"{metrics['accuracy']:.6f}",
+                "cutoff": str(data.cutoff)}
+        for tag, value in tags.items():
+            client.set_model_version_tag(settings.model_name, str(version), tag, value)
     state_file.write_text(json.dumps({"run_id": run.info.run_id, "finished": True, "version": version}))
     return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds)
 
@@ -185,7 +186,7 @@ def _write_deployment(con, settings: Settings, version, booster_raw: bytes, spec
 
 
 def _export_bundle(models_dir: Path, settings: Settings, version: int, booster_raw: bytes, spec: dict,
-                   metrics: dict) -> Path:
+                   metrics: dict) -> None:
     """models/NAME-vN.ubj and NAME-vN.json (spec + metrics), each written whole then renamed."""
     models_dir.mkdir(parents=True, exist_ok=True)
     stem = models_dir / f"{settings.model_name}-v{version}"
@@ -195,7 +196,6 @@ def _export_bundle(models_dir: Path, settings: Settings, version: int, booster_r
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(payload)
         os.replace(tmp, path)
-    return stem.with_suffix(".ubj")
 
 
 def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_dir: Path,

@@ -174,9 +174,9 @@ def latest_checkpoint(directory: Path) -> tuple[int, Path] | None:
 class Progress(xgb.callback.TrainingCallback):
     """A one-line progress bar on stderr: iteration and validation log loss."""
 
-    def __init__(self, total: int, start: int = 0, stream=sys.stderr):
+    def __init__(self, total: int, stream=sys.stderr):
         super().__init__()
-        self.total, self.start, self.stream = total, start, stream
+        self.total, self.stream = total, stream
         self.tty = hasattr(stream, "isatty") and stream.isatty()
 
     def after_iteration(self, model, epoch, evals_log):
@@ -209,7 +209,6 @@ class TrainResult:
     resumed_from: int
     rounds: int
     best_iteration: int
-    checkpoint_dir: Path
     history: dict = field(default_factory=dict)
 
 
@@ -239,11 +238,9 @@ def train(data: Dataset, settings: Settings, checkpoint_dir: Path, *, resume: bo
                         evals=[(dvalid, "valid")], evals_result=history, callbacks=callbacks,
                         xgb_model=start_model, verbose_eval=False)
     rounds = booster.num_boosted_rounds()
+    # early stopping only names a best iteration when this call trained at least one round
     best = booster.best_iteration if settings.early_stopping_rounds and rounds > done else rounds - 1
-    if start_model is not None and rounds == done:
-        best = rounds - 1
-    final = booster[: best + 1]
-    return TrainResult(final, done, rounds, best, checkpoint_dir, history)
+    return TrainResult(booster[: best + 1], done, rounds, best, history)
 
 
 # ---- evaluation -------------------------------------------------------------------------------------------
