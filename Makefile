@@ -1,4 +1,4 @@
-# make demo: the whole flow on generated demo data (demo/ is remade each time).   make test: the test suite.
+# make demo: the whole flow on generated demo data (demo/ is remade each time), ending with predictions and drift checks.   make test: the test suite.
 # Both create the virtual environment (.venv) first when it is missing or pyproject.toml changed.
 PYTHON ?= python3
 VENV := .venv
@@ -23,6 +23,19 @@ demo: $(BIN)/.installed
 	$(BIN)/sales-sql retrain $(DEMO_DB) --models-dir demo/models
 	$(BIN)/sales-sql promote $(DEMO_DB) --best --models-dir demo/models
 	$(BIN)/sales-sql models $(DEMO_DB)
+	$(BIN)/sales-sql query $(DEMO_DB) "SELECT sale_day, branch_id, item_code, unit_price, label AS actual, predict_sales_class(sale_day, branch_id, item_code, unit_price, customer_id) AS predicted FROM training_set WHERE sale_day >= DATE '2025-12-01' ORDER BY line_id LIMIT 8"
+	$(BIN)/sales-sql query $(DEMO_DB) "SELECT round(avg(CASE WHEN predict_sales_class(sale_day, branch_id, item_code, unit_price, customer_id) = label THEN 1 ELSE 0 END), 4) AS december_accuracy, count(*) AS lines FROM training_set WHERE sale_day >= DATE '2025-12-01'"
+	$(BIN)/sales-sql query $(DEMO_DB) "SELECT item_code, p.label AS predicted, round(p.proba.low, 3) AS p_low, round(p.proba.medium, 3) AS p_medium, round(p.proba.high, 3) AS p_high, p.source, p.model_version FROM (SELECT item_code, predict_sales(DATE '2025-12-30', '1', item_code) AS p FROM (VALUES ('10001'), ('10002'), ('10003')) v(item_code))"
+	$(BIN)/sales-sql query $(DEMO_DB) "SELECT item_code, e.feature, round(e.value, 3) AS value, round(e.contribution, 3) AS contribution FROM (SELECT item_code, unnest(explain_sales_class(DATE '2025-12-30', '1', item_code)) AS e FROM (VALUES ('10001'), ('10002')) v(item_code))"
+	$(BIN)/sales-sql predict $(DEMO_DB) --where "sale_time >= DATE '2025-12-01'" --into december_predictions
+	$(BIN)/sales-sql query $(DEMO_DB) "SELECT label, source, model_version, count(*) AS lines FROM december_predictions GROUP BY ALL ORDER BY label"
+	@echo "--- drift: the last 30 days of the demo data against the training baseline (expect no drift, exit 0)"
+	$(BIN)/sales-sql drift $(DEMO_DB) --window 30d
+	@echo "--- drift: the same invoices made with the generator's drift option from 2025-12-01 (expect drift, exit 1)"
+	$(BIN)/sales-sql generate demo/drifted.parquet --drift-after 2025-12-01
+	$(BIN)/sales-sql load demo/drifted.duckdb demo/drifted.parquet
+	$(BIN)/sales-sql promote demo/drifted.duckdb --best --models-dir demo/models
+	$(BIN)/sales-sql drift demo/drifted.duckdb --window 30d --plot demo/drift.png; test $$? -eq 1
 
 test: $(BIN)/.installed
 	$(BIN)/pytest
@@ -31,6 +44,9 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/hash_features.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/predict.py
+	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/drift_quality.py
 
 clean:
 	rm -rf $(VENV) demo

@@ -105,6 +105,89 @@ def query(database, sql, max_rows):
         raise _fail(e) from None
 
 
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False, exists=True))
+@click.option("--into", "table", required=True, help="Table to create with one row of predictions per line.")
+@click.option("--where", help="Filter on invoices columns, e.g. \"sale_time >= DATE '2025-12-01'\". Default: all lines.")
+@click.option("--replace", is_flag=True, help="Overwrite the table if it exists.")
+@click.option("--batch-rows", default=1_000_000, show_default=True, help="Lines per prediction batch.")
+def predict(database, table, where, replace, batch_rows):
+    """Score invoice lines of DATABASE in bulk into a table: line_id, label, p_low, p_medium, p_high,
+    source, model_version. All or nothing: the table appears only when every line is scored.
+
+    Example: sales-sql predict sales.duckdb --where "sale_time >= DATE '2025-12-01'" --into december
+    """
+    from .predict import ScoreError, score_into
+
+    def progress(done, total):
+        click.echo(f"scored {done:,} of {total:,} lines", err=True)
+
+    con = _open(database)
+    try:
+        total, dep = score_into(con, load_settings(), table, where, replace=replace, batch_rows=batch_rows,
+                                progress=progress)
+    except (ScoreError, ConfigError, duckdb.Error) as e:
+        raise _fail(e) from None
+    answered = f"model v{dep.version}" if dep.source == "model" else f"the fallback heuristic ({dep.reason})"
+    click.echo(f"wrote {total:,} predictions to {table} from {answered}")
+
+
+def _days(value: str) -> int:
+    m = re.fullmatch(r"(\d+)d?", value.strip())
+    if not m or int(m.group(1)) < 1:
+        raise click.BadParameter(f"{value!r} is not a number of days; write it like 30d or 30")
+    return int(m.group(1))
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False, exists=True))
+@click.option("--window", help="Days of recent invoices to check, e.g. 30d (default: drift.window_days).")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day of the window (default: the latest sale).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write baseline vs window distributions of what "
+              "drifted to this PNG.")
+@click.option("--no-save", is_flag=True, help="Do not append to drift_report (opens the file read-only).")
+def drift(database, window, end, fmt, plot, no_save):
+    """Check recent invoices in DATABASE against the production model's training baseline, one row per
+    feature, appended to drift_report. Exit code 0: no drift, 1: drift, 2: the check could not run.
+
+    Example: sales-sql drift sales.duckdb --window 30d --plot drift.png
+    """
+    import json
+
+    from .monitor import DriftError, check, plot as draw
+
+    try:
+        settings = load_settings()
+        days = _days(window) if window else None
+        con = _open(database, read_only=no_save)
+        report = check(con, settings, window_days=days, end=end.date() if end else None, save=not no_save)
+        panels = draw(con, settings, report, plot) if plot else 0
+    except (DriftError, ConfigError, click.BadParameter, click.ClickException, duckdb.Error) as e:
+        click.echo(f"Error: {e.format_message() if isinstance(e, click.ClickException) else e}", err=True)
+        sys.exit(2)
+    if fmt == "json":
+        click.echo(json.dumps({"run_id": report.run_id, "window_start": str(report.window_start),
+                               "window_end": str(report.window_end), "model_version": report.model_version,
+                               "drift": bool(report.drifted), "rows": report.rows}, indent=1, default=str))
+    else:
+        click.echo(f"window {report.window_start} .. {report.window_end} against the training baseline of "
+                   f"model v{report.model_version}" + (f" (saved as run {report.run_id})" if report.run_id else ""))
+        click.echo(f"{'feature':16} {'test':12} {'statistic':>10} {'p-value':>9} {'p (Holm)':>9} {'effect':>8} "
+                   f"{'threshold':>9}  drift")
+        for r in report.rows:
+            def num(v, f):
+                return f"{v:{f}}" if v is not None else "-"
+            click.echo(f"{r['feature']:16} {r['test']:12} {num(r['statistic'], '10.4f'):>10} "
+                       f"{num(r['p_value'], '9.2g'):>9} {num(r['p_adjusted'], '9.2g'):>9} "
+                       f"{num(r['effect_size'], '8.4f'):>8} {r['threshold']:9.3f}  {'DRIFT' if r['is_drift'] else ''}")
+        names = ", ".join(r["feature"] for r in report.drifted)
+        click.echo(f"drift in: {names}" if names else "no drift")
+        if plot:
+            click.echo(f"plot: {plot} ({panels} panels)" if panels else "plot: nothing drifted, no plot written")
+    sys.exit(1 if report.drifted else 0)
+
+
 def _lifecycle():
     from . import registry  # imports MLflow (seconds): only the lifecycle commands pay for it
 
@@ -143,7 +226,7 @@ def retrain(database, cutoff, rounds, resume, models_dir):
                 warm.result()
         reg = _lifecycle()
         r = reg.retrain(database, settings, models_dir, cutoff=cutoff, resume=resume, prepared=prepared)
-    except (TrainingError, ConfigError, duckdb.Error) as e:
+    except (TrainingError, ConfigError, duckdb.Error, ValueError) as e:  # ValueError: RegistryError
         raise _fail(e) from None
     if r.resumed_from:
         click.echo(f"resumed from iteration {r.resumed_from}")

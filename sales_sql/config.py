@@ -25,6 +25,7 @@ class Settings:
     ks_effect_threshold: float
     chi2_effect_threshold: float
     drift_alpha: float
+    performance_drop: float
     cutoff: str
     valid_fraction: float
     num_boost_round: int
@@ -61,6 +62,7 @@ _FIELDS = {
     ("drift", "ks_effect_threshold"): ("ks_effect_threshold", float, lambda v: v > 0, "a number > 0"),
     ("drift", "chi2_effect_threshold"): ("chi2_effect_threshold", float, lambda v: v > 0, "a number > 0"),
     ("drift", "alpha"): ("drift_alpha", float, lambda v: 0 < v < 1, "a number between 0 and 1"),
+    ("drift", "performance_drop"): ("performance_drop", float, lambda v: 0 < v < 1, "a number between 0 and 1"),
     ("training", "cutoff"): ("cutoff", str, _is_day_or_empty, 'a date "YYYY-MM-DD" or "" for automatic'),
     ("training", "valid_fraction"): ("valid_fraction", float, lambda v: 0 < v < 1, "a number between 0 and 1"),
     ("training", "num_boost_round"): ("num_boost_round", int, lambda v: v >= 1, "a whole number >= 1"),

@@ -20,14 +20,21 @@ _anchors: dict[tuple[str, bool], duckdb.DuckDBPyConnection] = {}
 _registered: dict[int, duckdb.DuckDBPyConnection] = {}
 
 
-def sql_text(name: str, settings: Settings) -> str:
-    """The text of sql/NAME.sql with $low_max / $medium_max / $buckets filled in from the settings."""
+def sql_text(name: str, settings: Settings, **values) -> str:
+    """The text of sql/NAME.sql with $low_max / $medium_max / $buckets filled in from the settings (and any
+    other $names from `values`, which must be numbers or already quoted SQL)."""
     template = string.Template((SQL_DIR / f"{name}.sql").read_text(encoding="utf-8"))
-    return template.substitute(low_max=settings.low_max, medium_max=settings.medium_max, buckets=settings.buckets)
+    return template.substitute(low_max=settings.low_max, medium_max=settings.medium_max, buckets=settings.buckets,
+                               **values)
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, name: str, settings: Settings) -> None:
     con.execute(sql_text(name, settings))
+
+
+def quote_ident(name: str) -> str:
+    """A name as a quoted SQL identifier (any text is safe inside)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def first_row(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | None:
@@ -59,6 +66,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     if row is None or row[0] != _history_signature(settings):
         rebuild_history(con, settings)
     run_sql(con, "training_set", settings)
+    run_sql(con, "predict", settings)
 
 
 def register(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> duckdb.DuckDBPyConnection:

@@ -14,7 +14,8 @@ from pathlib import Path
 import duckdb
 
 from .config import Settings, load_settings
-from .db import first_row, rebuild_history
+from .db import first_row, quote_ident, rebuild_history
+from .predict import invalidate
 
 TARGETS = ("sale_time", "branch_id", "invoice_number", "item_code", "quantity_sold", "unit_price", "customer_id")
 REQUIRED = TARGETS[:5]
@@ -57,10 +58,6 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def parse_mapping(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     """['Date=InvoiceDate', 'unit_price=Price'] -> {'sale_time': 'InvoiceDate', 'unit_price': 'Price'}."""
     by_alias = {t: t for t in TARGETS} | {v.lower(): t for t, v in SEED_NAMES.items()}
@@ -101,7 +98,7 @@ def _typed(target: str, col: str | None, sql_type: str | None) -> str:
     """SQL turning a raw source column into the invoice column's type (NULL where it cannot)."""
     if col is None:
         return "NULL"
-    c = _ident(col)
+    c = quote_ident(col)
     t = (sql_type or "").upper()
     numeric = t in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                     "UBIGINT", "FLOAT", "DOUBLE", "REAL"} or t.startswith("DECIMAL")
@@ -118,7 +115,7 @@ def _typed(target: str, col: str | None, sql_type: str | None) -> str:
 
 
 def _raw(col: str | None) -> str:
-    return "NULL" if col is None else f"nullif(trim(CAST({_ident(col)} AS VARCHAR)), '')"
+    return "NULL" if col is None else f"nullif(trim(CAST({quote_ident(col)} AS VARCHAR)), '')"
 
 
 _REASON = """
@@ -259,6 +256,7 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
             if report.loaded:
                 rebuild_history(con, settings)
             con.execute("COMMIT")
+            invalidate()  # predictions look history up as of the new lines
         except BaseException:
             con.execute("ROLLBACK")
             raise

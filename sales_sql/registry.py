@@ -11,17 +11,22 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import mlflow
 import numpy as np
+import pyarrow.parquet as pq
 import xgboost as xgb
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from . import db
 from .config import Settings
+from .monitor import baseline_table, store_baseline
+from .predict import invalidate
 from .training import CLASSES, TrainingError, evaluate, prepare, run_key, train, xgb_params
 
 ALIAS = "production"
+BASELINE_ARTIFACT = "drift_baseline.parquet"
 
 
 class RegistryError(ValueError):
@@ -144,6 +149,20 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
                 "cutoff": str(data.cutoff)}
         for tag, value in tags.items():
             client.set_model_version_tag(settings.model_name, str(version), tag, value)
+        # the training distribution travels with the version (promote copies it into the file it deploys to)
+        # and goes into this file now
+        baseline = baseline_table(data, result.booster, settings.seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            pq.write_table(baseline, Path(tmp) / BASELINE_ARTIFACT)
+            mlflow.log_artifact(str(Path(tmp) / BASELINE_ARTIFACT))
+        try:
+            with db.opened(db_path, settings=settings) as con:
+                con.execute("BEGIN TRANSACTION")
+                store_baseline(con, settings, version, baseline)
+                con.execute("COMMIT")
+        except duckdb.Error as e:
+            raise RegistryError(f"version {version} is registered, but its drift baseline could not be written to "
+                                f"{db_path}: {e}; `sales-sql promote` will copy it there") from None
     state_file.write_text(json.dumps({"run_id": run.info.run_id, "finished": True, "version": version}))
     return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds)
 
@@ -206,6 +225,10 @@ def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_d
         spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_spec.json")
     except (MlflowException, OSError) as e:
         raise RegistryError(f"cannot read version {version.version} from MLflow: {e}") from None
+    try:
+        baseline = pq.read_table(mlflow.artifacts.download_artifacts(f"runs:/{version.run_id}/{BASELINE_ARTIFACT}"))
+    except (MlflowException, OSError):
+        baseline = None  # a version registered before baselines were logged: drift checks will say so
     raw = bytes(booster.save_raw("ubj"))
     metrics = {k: float(v) for k, v in version.tags.items() if k in ("macro_f1", "accuracy")}
     try:
@@ -219,7 +242,10 @@ def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_d
             con.execute("BEGIN TRANSACTION")
             try:
                 _write_deployment(con, settings, version, raw, spec, metrics, status_of_replaced)
+                if baseline is not None:
+                    store_baseline(con, settings, int(version.version), baseline)
                 con.execute("COMMIT")
+                invalidate()  # the next prediction in this process uses the new version
             except BaseException:
                 con.execute("ROLLBACK")
                 raise

@@ -56,5 +56,22 @@ def register_udfs(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     )
     _replace_function(con, "ks_drift", _per_row(ks_drift, KS_FIELDS, _KS_ARROW), ["DOUBLE[]", "DOUBLE[]"], KS_TYPE,
                       type="arrow", null_handling="special")
+    register_prediction(con, settings)
     _replace_function(con, "chi2_drift", _per_row(chi2_drift, CHI2_FIELDS, _CHI2_ARROW), ["VARCHAR[]", "VARCHAR[]"],
                       CHI2_TYPE, type="arrow", null_handling="special")
+
+
+def register_prediction(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """_sales_predict / _sales_class / _sales_explain (the macros in sql/predict.sql wrap them), answered by a fresh
+    Predictor that loads the deployed model on first use; other predictors of this process reload too."""
+    from .predict import EXPLAIN_TYPE, PREDICT_TYPE, Predictor, invalidate
+
+    invalidate()
+    predictor = Predictor(con, settings)
+    args = ["DATE", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"]
+    _replace_function(con, "_sales_predict", predictor.predict_arrow, args, PREDICT_TYPE, type="arrow",
+                      null_handling="special")
+    _replace_function(con, "_sales_class", predictor.class_arrow, args, "VARCHAR", type="arrow",
+                      null_handling="special")
+    _replace_function(con, "_sales_explain", predictor.explain_arrow, args, EXPLAIN_TYPE, type="arrow",
+                      null_handling="special")

@@ -68,3 +68,39 @@ CREATE TABLE IF NOT EXISTS deployed_models (
     status        VARCHAR   NOT NULL,
     deployed_at   TIMESTAMP NOT NULL DEFAULT current_localtimestamp()
 );
+
+-- Each retrain's training distribution, for drift checks against the model version that learned from it:
+-- a seeded sample of up to 100,000 training lines with the model's own predicted class.
+CREATE TABLE IF NOT EXISTS drift_baseline (
+    model_name    VARCHAR NOT NULL,
+    version       INTEGER NOT NULL,
+    quantity_sold INTEGER,
+    unit_price    DOUBLE,
+    branch_id     VARCHAR,
+    item_code     VARCHAR,
+    day_of_week   INTEGER,
+    day_of_month  INTEGER,
+    month         INTEGER,
+    predicted     VARCHAR
+);
+
+-- One row per feature per drift check (sales-sql drift), appended.
+CREATE SEQUENCE IF NOT EXISTS drift_run_seq;
+CREATE TABLE IF NOT EXISTS drift_report (
+    run_id        BIGINT    NOT NULL,
+    run_at        TIMESTAMP NOT NULL,
+    window_start  DATE,
+    window_end    DATE,
+    model_name    VARCHAR   NOT NULL,
+    model_version INTEGER   NOT NULL,
+    feature       VARCHAR   NOT NULL,
+    test          VARCHAR   NOT NULL,  -- ks, chi2 or performance
+    statistic     DOUBLE,              -- KS D, chi-square, or the window's accuracy / macro-F1
+    p_value       DOUBLE,
+    p_adjusted    DOUBLE,              -- Holm-adjusted over the run's ks and chi2 tests
+    effect_size   DOUBLE,              -- decides, with the threshold (performance: validation minus window)
+    threshold     DOUBLE,
+    is_drift      BOOLEAN   NOT NULL,
+    n_window      BIGINT,
+    n_baseline    BIGINT
+);

@@ -44,3 +44,16 @@ def run_cli(*args, check=True, cwd=None):
     if check and proc.returncode != 0:
         raise AssertionError(f"sales-sql {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def uci_db(tmp_path_factory, settings):
+    """A database file holding both UCI files (skips, saying how to get them, when they are missing)."""
+    from sales_sql.loader import load_files
+
+    files = need_uci()
+    path = tmp_path_factory.mktemp("uci") / "uci.duckdb"
+    con = sales_sql.connect(path, settings=settings)
+    load_files(con, files, preset="uci", settings=settings)
+    sales_sql.close(path)
+    return path

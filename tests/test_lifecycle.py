@@ -73,7 +73,13 @@ def test_retrain_logs_everything_and_registers_a_version(tmp_path, settings, sto
     assert m["macro_f1"] > m["baseline_branch_item_mode_macro_f1"] > m["baseline_majority_macro_f1"]
     assert run.data.params["cutoff"] and int(run.data.params["train_rows"]) > 0
     artifacts = {a.path for a in MlflowClient(store).list_artifacts(r.run_id)}
-    assert {"confusion_matrix.png", "feature_importance.png", "feature_spec.json", "config.json"} <= artifacts
+    assert {"confusion_matrix.png", "feature_importance.png", "feature_spec.json", "config.json",
+            "drift_baseline.parquet"} <= artifacts
+    con = connect(db, read_only=True, settings=settings)
+    stored = con.execute("SELECT count(*), count(DISTINCT predicted) FROM drift_baseline WHERE version = ?",
+                         [r.version]).fetchall()[0]
+    close(db)
+    assert stored[0] == int(run.data.params["train_rows"]) and stored[1] >= 2
     version = MlflowClient(store).get_model_version(settings.model_name, str(r.version))
     assert float(version.tags["macro_f1"]) == pytest.approx(r.metrics["macro_f1"], abs=1e-6)
     assert sorted(p.name for p in (tmp_path / "models" / "checkpoints").glob("*/iter_*.ubj"))[-1] == "iter_00040.ubj"
@@ -120,17 +126,24 @@ def test_failure_between_alias_and_database_keeps_old_production(tmp_path, setti
     first = registry.retrain(str(db), quick, tmp_path / "models", progress=False)
     second = registry.retrain(str(db), quick, tmp_path / "models", progress=False)
     registry.promote(str(db), quick, first.version, models_dir=tmp_path / "models")
+    con = connect(db, settings=settings)  # an analyst's open connection, kept through the promotes below
+    answered = "SELECT predict_sales(DATE '2024-05-01', '1', '10001').model_version"
+    assert con.execute(answered).fetchall() == [(first.version,)]
 
     def crash(*args, **kwargs):
         raise OSError("disk unplugged")
 
-    monkeypatch.setattr(registry, "_write_deployment", crash)
-    with pytest.raises(OSError, match="disk unplugged"):
-        registry.promote(str(db), quick, second.version, force=True, models_dir=tmp_path / "models")
+    with monkeypatch.context() as m:
+        m.setattr(registry, "_write_deployment", crash)
+        with pytest.raises(OSError, match="disk unplugged"):
+            registry.promote(str(db), quick, second.version, force=True, models_dir=tmp_path / "models")
     alias = MlflowClient(store).get_model_version_by_alias(settings.model_name, "production")
     assert int(alias.version) == first.version
-    con = connect(db, settings=settings)
     assert con.execute("SELECT version, status FROM deployed_models").fetchall() == [(first.version, "active")]
+    assert con.execute(answered).fetchall() == [(first.version,)]
+    # a promote through the Python API reaches the open connection's next query, without registering again
+    registry.promote(str(db), quick, second.version, force=True, models_dir=tmp_path / "models")
+    assert con.execute(answered).fetchall() == [(second.version,)]
     close(db)
 
 

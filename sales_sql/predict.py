@@ -1,0 +1,549 @@
+"""Predictions at query time: the deployed booster (or the documented fallback) over features built as of the
+prediction day from the `history` table that training reads.
+
+Features are those of the training_set view, row for row: calendar and price from the arguments, hashed keys
+from features.hash_matrix, and history as of the day before (the latest history row of each key strictly before
+the prediction day, what the view's ASOF joins pick). The view stays the definition; tests check that this
+module gives identical matrices for every line of a database.
+
+History look-ups run on an in-memory copy of `history` (one per process and database, loaded on first use and
+again after a load, promote, rollback or register in this process). Keys are found by a 64-bit hash of the same
+key string the view joins on; the copy refuses to load if two keys of one kind ever share a hash.
+
+Nothing here imports MLflow.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xgboost as xgb
+from numba import njit
+
+from .config import Settings
+from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _string_buffers, hash_matrix
+from .training import CLASSES, feature_spec
+
+log = logging.getLogger("sales_sql")
+
+STATS = ("n", "log_qty_mean", "share_low", "share_high")
+# what answered a row (the `source` field); fallback causes are documented in the README
+MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE = (
+    "model", "fallback:no_model", "fallback:bundle_unreadable", "fallback:spec_mismatch", "invalid_date")
+SOURCES = (MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE)
+FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31 in days from 1970; outside is invalid
+EXPLAIN_TOP = 5
+
+PREDICT_TYPE = ("STRUCT(label VARCHAR, proba STRUCT(low DOUBLE, medium DOUBLE, high DOUBLE), source VARCHAR, "
+                "model_version INTEGER)")
+EXPLAIN_TYPE = "STRUCT(feature VARCHAR, value DOUBLE, contribution DOUBLE)[]"
+_PROBA = pa.struct([("low", pa.float64()), ("medium", pa.float64()), ("high", pa.float64())])
+_CLASS_NAMES = pa.array(CLASSES)
+_SOURCE_NAMES = pa.array(SOURCES)
+_EXPLAIN_ARROW = pa.list_(pa.struct([("feature", pa.string()), ("value", pa.float64()),
+                                     ("contribution", pa.float64())]))
+
+_generation = 0  # bumped whenever a database may have new invoices or a new deployed model
+
+
+def invalidate() -> None:
+    """Make every predictor in this process reload its model and history before its next batch."""
+    global _generation
+    _generation += 1
+
+
+# ---- as-of look-ups over history -------------------------------------------------------------------------
+# The key hash is FNV-1a-64 (+ fmix64) of one byte naming the kind followed by the key string the view joins
+# on. Each kind has its own open-addressing table (a slice of one array) and its own block of history rows,
+# so the small kinds (branch, item) stay in cache.
+
+@njit(nogil=True, cache=True, inline="always")
+def _fnv(h, off, data, r):
+    prime = np.uint64(_FNV_PRIME)
+    for k in range(off[r], off[r + 1]):
+        h = (h ^ np.uint64(data[k])) * prime
+    return h
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _seed(kind):
+    """FNV-1a state after the kind's prefix byte."""
+    return (np.uint64(_FNV_OFFSET) ^ np.uint64(kind + 1)) * np.uint64(_FNV_PRIME)
+
+
+@njit(nogil=True, cache=True)
+def _history_hashes(kinds, off, data, out):
+    for r in range(out.shape[0]):
+        out[r] = _fmix64(_fnv(_seed(kinds[r]), off, data, r))
+
+
+@njit(nogil=True, cache=True)
+def _build_table(key_hash, key_start, key_count, table):
+    """Open addressing (linear probing): table[slot] = (key hash, start << 32 | row count); count 0 = empty."""
+    mask = table.shape[0] - 1
+    for k in range(key_hash.shape[0]):
+        slot = np.int64(key_hash[k] & np.uint64(mask))
+        while table[slot, 1] != 0:
+            slot = (slot + 1) & mask
+        table[slot, 0] = key_hash[k]
+        table[slot, 1] = (np.uint64(key_start[k]) << np.uint64(32)) | np.uint64(key_count[k])
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _find(h, kind, day, tables, days):
+    """Row of the key's latest history entry strictly before `day`, or -1."""
+    table = tables[kind]
+    mask = table.shape[0] - 1
+    slot = np.int64(h & np.uint64(mask))
+    while table[slot, 1] != 0:
+        if table[slot, 0] == h:
+            lo = np.int64(table[slot, 1] >> np.uint64(32))
+            hi = lo + np.int64(table[slot, 1] & np.uint64(0xFFFFFFFF))
+            j = lo + np.searchsorted(days[lo:hi], day) if hi - lo > 8 else lo
+            while j < hi and days[j] < day:  # most keys have few days
+                j += 1
+            return j - 1 if j > lo else -1
+        slot = (slot + 1) & mask
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _lookup(b_off, b_data, b_valid, i_off, i_data, i_valid, c_off, c_data, c_valid, day, ok_day, tables, days,
+            rows):
+    """rows[kind, r] for the kinds branch x item, item, branch, customer, customer x item (KIND_ORDER)."""
+    sep = np.uint64(31)
+    prime = np.uint64(_FNV_PRIME)
+    for r in range(day.shape[0]):
+        for k in range(5):
+            rows[k, r] = -1
+        if not ok_day[r]:
+            continue
+        if r > 0 and ok_day[r - 1] and day[r] == day[r - 1] and b_valid[r] == b_valid[r - 1] \
+                and c_valid[r] == c_valid[r - 1] and _same(b_off, b_data, r) and _same(c_off, c_data, r):
+            same_branch_customer = True  # rows of one invoice repeat their branch and customer
+        else:
+            same_branch_customer = False
+        if b_valid[r] and i_valid[r]:
+            h = _fnv((_fnv(_seed(0), b_off, b_data, r) ^ sep) * prime, i_off, i_data, r)
+            rows[0, r] = _find(_fmix64(h), 0, day[r], tables, days)
+        if i_valid[r]:
+            rows[1, r] = _find(_fmix64(_fnv(_seed(1), i_off, i_data, r)), 1, day[r], tables, days)
+        if same_branch_customer:
+            rows[2, r] = rows[2, r - 1]
+            rows[3, r] = rows[3, r - 1]
+        else:
+            if b_valid[r]:
+                rows[2, r] = _find(_fmix64(_fnv(_seed(2), b_off, b_data, r)), 2, day[r], tables, days)
+            if c_valid[r]:
+                rows[3, r] = _find(_fmix64(_fnv(_seed(3), c_off, c_data, r)), 3, day[r], tables, days)
+        if c_valid[r] and i_valid[r]:
+            h = _fnv((_fnv(_seed(4), c_off, c_data, r) ^ sep) * prime, i_off, i_data, r)
+            rows[4, r] = _find(_fmix64(h), 4, day[r], tables, days)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _same(off, data, r):
+    """Is string r the same as string r - 1?"""
+    s, e, ps, pe = off[r], off[r + 1], off[r - 1], off[r]
+    if e - s != pe - ps:
+        return False
+    for k in range(e - s):
+        if data[s + k] != data[ps + k]:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _civil(z):
+    """(year, month, day) of a day number from 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm)."""
+    z += 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (1 if m <= 2 else 0), m, d
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _jan1(y):
+    """Day number of January 1st of year y."""
+    y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + 306 - 719468
+
+
+# what a matrix column holds (plan codes) ...
+DOW, DOM, MONTH, DOY, PRICE, RATIO, STAT, DAYS_SINCE, HASHED = range(9)
+_CALENDAR = {"day_of_week": DOW, "day_of_month": DOM, "month": MONTH, "day_of_year": DOY}
+# ... and the kinds in the order of _lookup's rows
+KIND_ORDER = ("branch_item", "item", "branch", "customer", "customer_item")
+
+
+@njit(nogil=True, cache=True)
+def _fill(what, kind, arg, rows, day, price, hist, hashed, out):
+    """The feature matrix, row by row, from the plan (what, kind, arg per column)."""
+    for r in range(out.shape[0]):
+        y, m, d = _civil(np.int64(day[r]))
+        for j in range(what.shape[0]):
+            w = what[j]
+            row = rows[kind[j], r]
+            if w == DOW:
+                v = (np.int64(day[r]) + 3) % 7 + 1  # 1970-01-01 was a Thursday (isodow 4)
+            elif w == DOM:
+                v = d
+            elif w == MONTH:
+                v = m
+            elif w == DOY:
+                v = np.int64(day[r]) - _jan1(y) + 1
+            elif w == PRICE:
+                v = price[r]
+            elif w == HASHED:
+                v = hashed[r, arg[j]]
+            elif row < 0:
+                v = np.nan
+            elif w == RATIO:
+                v = price[r] / hist[row].price_mean  # in float64, as the view divides
+            elif w == STAT:
+                rec = hist[row]
+                a = arg[j]
+                v = rec.n if a == 0 else rec.log_qty_mean if a == 1 else rec.share_low if a == 2 else rec.share_high
+            else:
+                v = np.int64(day[r]) - np.int64(hist[row].day)
+            out[r, j] = v
+
+
+def plan(spec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(what, kind, arg) per feature of the spec; KeyError for a name this module cannot compute."""
+    prefixes = {"bi": 0, "item": 1, "branch": 2, "customer": 3, "ci": 4}
+    rows = []
+    for name in spec["features"]:
+        prefix, _, rest = name.partition("_")
+        if name in _CALENDAR:
+            rows.append((_CALENDAR[name], 0, 0))
+        elif name == "unit_price":
+            rows.append((PRICE, 0, 0))
+        elif name in ("price_vs_item", "price_vs_branch_item"):
+            rows.append((RATIO, 1 if name == "price_vs_item" else 0, 0))
+        elif prefix == "hashed" and rest.isdigit() and int(rest) < spec["buckets"]:
+            rows.append((HASHED, 0, int(rest)))
+        elif prefix in prefixes and rest in STATS:
+            rows.append((STAT, prefixes[prefix], STATS.index(rest)))
+        elif prefix in prefixes and rest == "days_since":
+            rows.append((DAYS_SINCE, prefixes[prefix], 0))
+        else:
+            raise KeyError(name)
+    what, kind, arg = (np.array(c, np.int8) for c in zip(*rows))
+    return what, kind, arg
+
+
+# one history row: the statistics as float32 (what the matrix holds), the day, and the mean price as float64
+# (a divisor, as in the view); 32 bytes, so a look-up touches one cache line
+HISTORY_ROW = np.dtype([(s, np.float32) for s in STATS] + [("day", np.int32), ("price_mean", np.float64)], align=True)
+
+
+class HistoryIndex:
+    """The history table in numpy arrays for as-of look-ups (empty when con is None): per kind, a hash table
+    from key to its run of rows in `hist`, sorted by day."""
+
+    def __init__(self, con=None):
+        total = con.sql("SELECT count(*) FROM history").fetchall()[0][0] if con is not None else 0
+        self.hist = np.empty(total, HISTORY_ROW)
+        self.days = np.empty(total, np.int32)  # also apart from hist: bisecting a run of days reads fewer lines
+        tables, at = [], 0
+        for kind_id, kind in enumerate(KIND_ORDER):
+            t = con.sql(f"""SELECT key, CAST(sale_day - DATE '1970-01-01' AS INTEGER) AS day,
+                                   {', '.join(STATS)}, price_mean
+                            FROM history WHERE kind = ?""", params=[kind]).to_arrow_table() if total else None
+            n = t.num_rows if total else 0
+            hashes = np.zeros(n, np.uint64)
+            if n:
+                _history_hashes(np.full(n, kind_id, np.int8), *_string_buffers(t["key"])[:2], hashes)
+            days = t["day"].to_numpy().astype(np.int32) if n else np.zeros(0, np.int32)
+            order = np.lexsort((days, hashes))
+            hashes = hashes[order]
+            first = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])[:n]
+            if n and len(first) != pc.count_distinct(t["key"]).as_py():
+                raise RuntimeError(f"two {kind} keys share a 64-bit hash; predictions cannot look history up")
+            block = self.hist[at:at + n]
+            block["day"] = self.days[at:at + n] = days[order]
+            for name in STATS + ("price_mean",):
+                block[name] = t[name].to_numpy(zero_copy_only=False)[order] if n else []
+            table = np.zeros((1 << max(int(2 * len(first)).bit_length(), 4), 2), np.uint64)
+            _build_table(hashes[first], first + at, np.diff(np.append(first, n)), table)
+            tables.append(table)
+            at += n
+        self.tables = tuple(tables)
+
+
+# ---- one batch of arguments -> features ------------------------------------------------------------------
+
+class Batch:
+    """The arguments of predict_sales for some rows, with the history rows found for each key kind."""
+
+    def __init__(self, index: HistoryIndex, day, branch, item, price, customer):
+        day = day.combine_chunks() if isinstance(day, pa.ChunkedArray) else day
+        self.n = len(day)
+        raw = pc.cast(day, pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
+        valid = day.is_valid().to_numpy(zero_copy_only=False) if day.null_count else np.ones(self.n, np.bool_)
+        self.ok_day = valid & (raw >= FIRST_DAY) & (raw <= LAST_DAY)
+        self.day = np.where(self.ok_day, raw, 0).astype(np.int32)
+        self.branch, self.item = branch, item
+        self.price = pc.cast(price, pa.float64()).to_numpy(zero_copy_only=False)
+        self.index = index
+        self.rows = np.empty((len(KIND_ORDER), self.n), np.int64)
+        _lookup(*_string_buffers(branch), *_string_buffers(item), *_string_buffers(customer), self.day, self.ok_day,
+                index.tables, index.days, self.rows)
+
+    def matrix(self, spec: dict, plan_arrays=None) -> np.ndarray:
+        """float32 features in spec order, as training.to_matrix gives them from training_set."""
+        out = np.empty((self.n, len(spec["features"])), np.float32)
+        hashed = hash_matrix(self.branch, self.item, spec["buckets"])
+        _fill(*(plan_arrays or plan(spec)), self.rows, self.day, self.price, self.index.hist, hashed, out)
+        return out
+
+    def heuristic(self) -> np.ndarray:
+        """The fallback's probabilities: the branch x item's class shares before the day, else the item's,
+        else all on LOW (the seed system's safe mode)."""
+        proba = np.zeros((self.n, 3), np.float32)
+        proba[:, 0] = 1.0
+        for kind in (1, 0):  # item, then branch x item, which wins where both are known
+            rows = self.rows[kind]
+            found = self.index.hist[rows[rows >= 0]]
+            sl, sh = found["share_low"], found["share_high"]
+            proba[rows >= 0] = np.column_stack([sl, np.clip(1.0 - sl - sh, 0.0, 1.0), sh])
+        return proba
+
+
+# ---- the deployed model -----------------------------------------------------------------------------------
+
+@dataclass
+class Deployment:
+    source: str                    # MODEL or a fallback cause
+    version: int | None
+    booster: xgb.Booster | None    # all cores
+    single: xgb.Booster | None     # the same model on one thread, for calls that run beside others
+    spec: dict | None
+    index: HistoryIndex
+    generation: int
+    reason: str = ""
+    plan: tuple | None = None      # plan(spec), computed once
+
+
+def load_deployment(con, settings: Settings) -> Deployment:
+    """The active deployed model of this database, or the fallback with its cause."""
+    try:
+        index = HistoryIndex(con)
+    except duckdb.CatalogException:
+        return Deployment(NO_MODEL, None, None, None, None, HistoryIndex(), _generation,
+                          "this database has no sales_sql tables yet; open it once with sales_sql.connect(path)")
+    rows = con.execute("""SELECT version, booster, feature_spec FROM deployed_models
+                          WHERE status = 'active' AND model_name = ? ORDER BY deployment_id DESC LIMIT 1""",
+                       [settings.model_name]).fetchall()
+    if not rows:
+        return Deployment(NO_MODEL, None, None, None, None, index, _generation,
+                          f"no model {settings.model_name!r} is deployed in this database; run `sales-sql promote`")
+    version, raw, spec_json = rows[0]
+    try:
+        spec = json.loads(spec_json)
+        booster = xgb.Booster()
+        booster.load_model(bytearray(raw))
+        if booster.num_features() != len(spec["features"]):
+            raise ValueError(f"the booster has {booster.num_features()} features, its spec {len(spec['features'])}")
+        booster.set_param({"nthread": os.cpu_count() or 1})
+        single = booster.copy()
+        single.set_param({"nthread": 1})
+    except (ValueError, KeyError, TypeError, xgb.core.XGBoostError) as e:
+        return Deployment(UNREADABLE, version, None, None, None, index, _generation,
+                          f"the deployed model v{version} cannot be read ({str(e).splitlines()[0][:200]}); "
+                          "promote a version again with `sales-sql promote`")
+    current = feature_spec(con, settings)
+    if spec != current:
+        differ = sorted(k for k in current if spec.get(k) != current[k])
+        return Deployment(MISMATCH, version, None, None, None, index, _generation,
+                          f"the deployed model v{version} was trained with a different feature spec ({', '.join(differ)} "
+                          "differ from the current config and SQL); retrain and promote a new version")
+    return Deployment(MODEL, version, booster, single, spec, index, _generation, plan=plan(spec))
+
+
+class Predictor:
+    """Answers predict_sales for one registered connection; loads the deployment lazily, once per generation."""
+
+    def __init__(self, con, settings: Settings):
+        self.con, self.settings = con, settings
+        self._deployment: Deployment | None = None
+        self._lock = threading.Lock()
+        self._active = 0  # calls running now: DuckDB calls a UDF from several threads at once
+        self._warned: set[str] = set()
+
+    def deployment(self) -> Deployment:
+        dep = self._deployment
+        if dep is not None and dep.generation == _generation:
+            return dep
+        with self._lock:
+            if self._deployment is None or self._deployment.generation != _generation:
+                cur = self.con.cursor()
+                try:
+                    self._deployment = load_deployment(cur, self.settings)
+                finally:
+                    cur.close()
+                dep = self._deployment
+                if dep.source != MODEL and dep.reason not in self._warned:
+                    self._warned.add(dep.reason)
+                    log.warning("sales_sql predictions use the fallback heuristic: %s", dep.reason)
+            return self._deployment
+
+    def predict(self, day, branch, item, price, customer):
+        """(class index per row or -1, probabilities float32 (n, 3), source index per row, model version)."""
+        dep = self.deployment()
+        batch = Batch(dep.index, day, branch, item, price, customer)
+        source = SOURCES.index(dep.source)
+        if dep.booster is not None:
+            X = batch.matrix(dep.spec, dep.plan)
+            with self._lock:
+                self._active += 1
+                alone = self._active == 1
+            try:  # one call alone uses every core; calls side by side use one each
+                proba = (dep.booster if alone else dep.single).inplace_predict(X)
+            finally:
+                with self._lock:
+                    self._active -= 1
+        else:
+            proba = batch.heuristic()
+        label = proba.argmax(axis=1)  # ties go to the lower class
+        label[~batch.ok_day] = -1
+        sources = np.where(batch.ok_day, source, SOURCES.index(INVALID_DATE)).astype(np.int8)
+        return label, proba, sources, dep.version if dep.booster is not None else None, batch
+
+    def class_arrow(self, day, branch, item, price, customer) -> pa.StringArray:
+        label = self.predict(day, branch, item, price, customer)[0]
+        return _CLASS_NAMES.take(pa.array(label, mask=label < 0))
+
+    def predict_arrow(self, day, branch, item, price, customer) -> pa.StructArray:
+        label, p_low, p_medium, p_high, source, version = _columns(*self.predict(day, branch, item, price, customer))
+        proba = pa.StructArray.from_arrays([p_low, p_medium, p_high], fields=list(_PROBA), mask=label.is_null())
+        return pa.StructArray.from_arrays([label, proba, source, version],
+                                          names=["label", "proba", "source", "model_version"])
+
+    def explain_arrow(self, day, branch, item, price, customer) -> pa.ListArray:
+        """Top contributions (XGBoost pred_contribs, log-odds of the predicted class) per row; hashed buckets
+        are summed into one entry. Empty for fallback rows, NULL for invalid dates."""
+        dep = self.deployment()
+        batch = Batch(dep.index, day, branch, item, price, customer)
+        out = [None if not ok else [] for ok in batch.ok_day]
+        if dep.booster is not None and batch.ok_day.any():
+            X = batch.matrix(dep.spec, dep.plan)
+            names = dep.spec["features"]
+            contribs = dep.booster.predict(xgb.DMatrix(X, feature_names=names), pred_contribs=True)
+            label = dep.booster.inplace_predict(X).argmax(axis=1)
+            hashed = [j for j, f in enumerate(names) if f.startswith("hashed_")]
+            plain = [j for j, f in enumerate(names) if not f.startswith("hashed_")]
+            for r in np.flatnonzero(batch.ok_day):
+                c = contribs[r, label[r]]
+                entries = [(readable(names[j]), float(X[r, j]), float(c[j])) for j in plain]
+                if hashed:
+                    entries.append(("branch x item (hashed keys)", None, float(c[hashed].sum())))
+                entries.sort(key=lambda e: -abs(e[2]))
+                out[r] = [{"feature": f, "value": None if v is None or np.isnan(v) else v, "contribution": c}
+                          for f, v, c in entries[:EXPLAIN_TOP]]
+        return pa.array(out, _EXPLAIN_ARROW)
+
+
+def _columns(label, proba, sources, version, batch):
+    """Arrow columns label, p_low, p_medium, p_high, source, model_version (NULL where the date is invalid)."""
+    bad = label < 0
+    p = proba.astype(np.float64)
+    return [_CLASS_NAMES.take(pa.array(label, mask=bad)), *[pa.array(p[:, i], mask=bad) for i in range(3)],
+            _SOURCE_NAMES.take(pa.array(sources)),
+            pa.array(np.full(len(label), version or 0, np.int32), mask=bad | (version is None))]
+
+
+_PREFIX_NAMES = {"bi": "branch x item", "item": "item", "branch": "branch", "customer": "customer",
+                 "ci": "customer x item"}
+_STAT_NAMES = {"n": "lines before", "log_qty_mean": "mean log quantity", "share_low": "share LOW",
+               "share_high": "share HIGH", "days_since": "days since last sale"}
+
+
+def readable(feature: str) -> str:
+    """'bi_share_low' -> 'branch x item: share LOW'; calendar and price names lose their underscores."""
+    prefix, _, stat = feature.partition("_")
+    if prefix in _PREFIX_NAMES and stat in _STAT_NAMES:
+        return f"{_PREFIX_NAMES[prefix]}: {_STAT_NAMES[stat]}"
+    return {"price_vs_item": "price / item's mean price",
+            "price_vs_branch_item": "price / branch x item mean price"}.get(feature, feature.replace("_", " "))
+
+
+# ---- bulk scoring ------------------------------------------------------------------------------------------
+
+SCORED = pa.schema([("line_id", pa.int64()), ("label", pa.string()), ("p_low", pa.float64()),
+                    ("p_medium", pa.float64()), ("p_high", pa.float64()), ("source", pa.string()),
+                    ("model_version", pa.int32())])
+
+
+class ScoreError(ValueError):
+    """Bulk scoring was refused; nothing was written."""
+
+
+def scoring_query(where: str | None) -> str:
+    """The invoice lines to score; `where` must be a filter expression only (one SELECT, nothing else)."""
+    sql = ("SELECT line_id, CAST(sale_time AS DATE) AS sale_day, branch_id, item_code, unit_price, customer_id "
+           "FROM invoices")
+    if where:
+        sql += f" WHERE ({where})"
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise ScoreError(f"--where {where!r} is not a filter expression: {str(e).splitlines()[0]}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise ScoreError(f"--where {where!r} must be one filter expression over invoices columns, such as "
+                         "\"sale_time >= DATE '2025-12-01'\"; it may not end the statement or start another")
+    return sql
+
+
+def score_into(con, settings: Settings, table: str, where: str | None = None, *, replace: bool = False,
+               batch_rows: int = 1_000_000, progress=None) -> tuple[int, Deployment]:
+    """Write one row of predictions per matching invoice line into `table` in one statement (all or nothing).
+
+    Lines stream through in batches of `batch_rows` (DuckDB's Arrow reader), each predicted by one
+    multi-threaded XGBoost call, so memory stays flat however many lines match.
+    """
+    from .db import first_row, quote_ident
+
+    sql = scoring_query(where)
+    exists = first_row(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table])[0]
+    if exists and not replace:
+        raise ScoreError(f"table {table!r} already exists; pass --replace to overwrite it or choose another --into")
+    try:
+        total = first_row(con, f"SELECT count(*) FROM ({sql})")[0]
+    except duckdb.Error as e:
+        raise ScoreError(f"--where {where!r} does not work on invoices: {str(e).splitlines()[0]}") from None
+    predictor = Predictor(con, settings)
+    dep = predictor.deployment()
+    reader = con.cursor()
+
+    def batches():
+        done = 0
+        for rb in reader.sql(sql).to_arrow_reader(batch_rows):
+            yield pa.record_batch([rb.column(0), *_columns(*predictor.predict(*rb.columns[1:]))], schema=SCORED)
+            done += rb.num_rows
+            if progress:
+                progress(done, total)
+
+    con.register("_sales_sql_scored", pa.RecordBatchReader.from_batches(SCORED, batches()))
+    try:
+        con.execute(f"CREATE {'OR REPLACE ' if replace else ''}TABLE {quote_ident(table)} AS "
+                    "FROM _sales_sql_scored")
+    finally:
+        con.unregister("_sales_sql_scored")
+        reader.close()
+    return total, dep

@@ -1,0 +1,99 @@
+-- One drift-check row per feature: the lines of the temporary view drift_window against the training
+-- baseline of model $model_name version $version. Filled in by sales_sql/monitor.py.
+--   ks   (numbers):    quantity_sold, unit_price
+--   chi2 (categories): branch_id, item_code (the baseline's $top most frequent values, the rest as '(other)':
+--                      thousands of sparse categories would make the effect size mostly sampling noise),
+--                      day_of_week, predicted_class (prediction drift)
+--   performance:       the model's accuracy and macro-F1 on the window against its validation figures
+-- The calendar is tested through day_of_week only: day_of_month, month and day_of_year of any window of a
+-- few weeks differ from a year-round baseline by construction (the baseline keeps them for inspection).
+-- Decision: effect_size > threshold and, for ks / chi2, Holm-adjusted p-value < $alpha.
+CREATE OR REPLACE TEMP VIEW drift_current AS
+SELECT quantity_sold, unit_price, branch_id, item_code,
+       isodow(sale_day)     AS day_of_week,
+       dayofmonth(sale_day) AS day_of_month,
+       predict_sales_class(sale_day, branch_id, item_code, unit_price, customer_id) AS predicted,
+       CASE WHEN quantity_sold <= $low_max THEN 'LOW' WHEN quantity_sold <= $medium_max THEN 'MEDIUM'
+            ELSE 'HIGH' END AS actual
+FROM drift_window;
+
+CREATE OR REPLACE TEMP TABLE drift_current_rows AS FROM drift_current;
+
+WITH b AS (SELECT * FROM drift_baseline WHERE model_name = $model_name AND version = $version),
+w AS (FROM drift_current_rows),
+top_branch AS (SELECT branch_id FROM b GROUP BY ALL ORDER BY count(*) DESC, branch_id LIMIT $top),
+top_item AS (SELECT item_code FROM b GROUP BY ALL ORDER BY count(*) DESC, item_code LIMIT $top),
+grouped AS (
+    SELECT 'w' AS side, CASE WHEN branch_id IN (FROM top_branch) THEN branch_id ELSE '(other)' END AS branch_group,
+           CASE WHEN item_code IN (FROM top_item) THEN item_code ELSE '(other)' END AS item_group FROM w
+    UNION ALL
+    SELECT 'b', CASE WHEN branch_id IN (FROM top_branch) THEN branch_id ELSE '(other)' END,
+           CASE WHEN item_code IN (FROM top_item) THEN item_code ELSE '(other)' END FROM b
+),
+tests AS (
+    SELECT 'quantity_sold' AS feature, 'ks' AS test, r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
+    FROM (SELECT ks_drift((SELECT list(quantity_sold) FROM w), (SELECT list(quantity_sold) FROM b)) AS r)
+    UNION ALL
+    SELECT 'unit_price', 'ks', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
+    FROM (SELECT ks_drift((SELECT list(unit_price) FROM w), (SELECT list(unit_price) FROM b)) AS r)
+
+    UNION ALL
+    SELECT 'branch_id', 'chi2', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
+    FROM (SELECT chi2_drift((SELECT list(branch_group) FROM grouped WHERE side = 'w'),
+                            (SELECT list(branch_group) FROM grouped WHERE side = 'b')) AS r)
+    UNION ALL
+    SELECT 'item_code', 'chi2', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
+    FROM (SELECT chi2_drift((SELECT list(item_group) FROM grouped WHERE side = 'w'),
+                            (SELECT list(item_group) FROM grouped WHERE side = 'b')) AS r)
+    UNION ALL
+    SELECT 'day_of_week', 'chi2', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
+    FROM (SELECT chi2_drift((SELECT list(CAST(day_of_week AS VARCHAR)) FROM w),
+                            (SELECT list(CAST(day_of_week AS VARCHAR)) FROM b)) AS r)
+    UNION ALL
+    SELECT 'predicted_class', 'chi2', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
+    FROM (SELECT chi2_drift((SELECT list(predicted) FROM w), (SELECT list(predicted) FROM b)) AS r)
+),
+holm AS (
+    SELECT *, row_number() OVER (ORDER BY p_value NULLS LAST) AS k, count(p_value) OVER () AS m FROM tests
+),
+adjusted AS (
+    SELECT feature, test, statistic, p_value,
+           CASE WHEN p_value IS NOT NULL THEN
+               least(1.0, max((m - k + 1) * p_value) OVER (ORDER BY k ROWS UNBOUNDED PRECEDING)) END AS p_adjusted,
+           effect_size,
+           CAST(CASE test WHEN 'ks' THEN $ks_threshold ELSE $chi2_threshold END AS DOUBLE) AS threshold,
+           n_current, n_baseline
+    FROM holm
+),
+scored AS (SELECT * FROM w WHERE predicted IS NOT NULL),
+f1 AS (
+    SELECT c.label,
+           coalesce(2.0 * count(*) FILTER (WHERE s.predicted = c.label AND s.actual = c.label)
+                    / nullif(count(*) FILTER (WHERE s.predicted = c.label)
+                             + count(*) FILTER (WHERE s.actual = c.label), 0), 0) AS f1
+    FROM scored s, (VALUES ('LOW'), ('MEDIUM'), ('HIGH')) c(label)
+    GROUP BY c.label
+),
+validation AS (
+    SELECT CAST(metrics ->> 'accuracy' AS DOUBLE) AS accuracy, CAST(metrics ->> 'macro_f1' AS DOUBLE) AS macro_f1
+    FROM deployed_models WHERE model_name = $model_name AND version = $version
+    ORDER BY deployment_id DESC LIMIT 1
+),
+performance AS (
+    SELECT 'model_accuracy' AS feature, 'performance' AS test,
+           (SELECT avg(CAST(predicted = actual AS INTEGER)) FROM scored) AS statistic,
+           (SELECT accuracy FROM validation) AS reference
+    UNION ALL
+    SELECT 'model_macro_f1', 'performance', (SELECT CASE WHEN count(*) = 3 THEN avg(f1) END FROM f1
+                                              WHERE (SELECT count(*) FROM scored) > 0),
+           (SELECT macro_f1 FROM validation)
+)
+SELECT feature, test, statistic, p_value, p_adjusted, effect_size, threshold,
+       coalesce(effect_size > threshold AND p_adjusted < $alpha, false) AS is_drift, n_current AS n_window, n_baseline
+FROM adjusted
+UNION ALL
+SELECT feature, test, statistic, NULL, NULL, reference - statistic, CAST($performance_drop AS DOUBLE),
+       coalesce(reference - statistic > $performance_drop, false),
+       (SELECT count(*) FROM scored), NULL
+FROM performance
+ORDER BY test DESC, feature

@@ -1,0 +1,295 @@
+"""predict_sales / predict_sales_class / predict_sales_proba / explain_sales_class, the fallback and bulk scoring."""
+import datetime as dt
+import json
+import logging
+import shutil
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+import xgboost as xgb
+from conftest import run_cli
+from hypothesis import given, settings as hsettings, strategies as st
+from test_lifecycle import make_db
+
+import sales_sql
+from sales_sql import predict
+from sales_sql.training import CLASSES, feature_spec, labels, to_matrix, xgb_params
+
+ARGS = "sale_day, branch_id, item_code, unit_price, customer_id"
+
+
+def deploy(con, booster, spec, version):
+    """What promote writes into the file, without MLflow: the test's booster as the active deployment."""
+    con.execute("UPDATE deployed_models SET status = 'retired' WHERE status = 'active'")
+    con.execute("""INSERT INTO deployed_models (model_name, version, run_id, booster, feature_spec, metrics, status)
+                   VALUES ('sales_sql_class', ?, 'test', ?, ?, '{}', 'active')""",
+                [version, bytes(booster.save_raw("ubj")), json.dumps(spec)])
+    predict.invalidate()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small demo database, its training_set in order, and a quick booster trained on all of it."""
+    from sales_sql.config import load_settings
+
+    settings = load_settings()
+    folder = tmp_path_factory.mktemp("predict")
+    db = make_db(folder, settings, lines=20_000, days=150)
+    con = sales_sql.connect(db, settings=settings)
+    table = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
+    spec = feature_spec(con, settings)
+    X = to_matrix(table, spec)
+    booster = xgb.train(xgb_params(settings) | {"max_depth": 4}, xgb.DMatrix(X, labels(table),
+                        feature_names=spec["features"]), 15)
+    sales_sql.close(db)
+    return db, table, spec, X, booster
+
+
+@pytest.fixture
+def db(trained, tmp_path, settings):
+    """A copy of the trained database with no model deployed, open read-write."""
+    path = tmp_path / "p.duckdb"
+    shutil.copy(trained[0], path)
+    con = sales_sql.connect(path, settings=settings)
+    con.execute("SET enable_progress_bar = false")
+    yield path, con
+    sales_sql.close(path)
+
+
+def test_prediction_time_features_equal_the_training_view_on_every_line(trained, settings):
+    db, table, spec, X, _ = trained
+    con = sales_sql.connect(db, read_only=True, settings=settings)
+    batch = predict.Batch(predict.HistoryIndex(con), *[table[c] for c in ARGS.split(", ")])
+    Y = batch.matrix(spec)
+    sales_sql.close(db)
+    assert X.shape == Y.shape and X.shape[0] > 10_000
+    np.testing.assert_array_equal(X, Y)  # NaN in the same places, every other value bitwise equal
+
+
+def test_prediction_time_features_equal_the_training_view_on_uci(uci_db, settings):
+    """Real data: every usable UCI line (about a million), in 2048-row batches as DuckDB hands them over."""
+    path = uci_db
+    con = sales_sql.connect(path, read_only=True, settings=settings)
+    spec = feature_spec(con, settings)
+    index = predict.HistoryIndex(con)
+    reader = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_reader(2048 * 50)
+    lines = 0
+    for rb in reader:
+        t = pa.Table.from_batches([rb])
+        for start in range(0, t.num_rows, 2048):
+            part = t.slice(start, 2048)
+            Y = predict.Batch(index, *[part[c] for c in ARGS.split(", ")]).matrix(spec)
+            np.testing.assert_array_equal(to_matrix(part, spec), Y)
+        lines += t.num_rows
+    sales_sql.close(path)
+    assert lines > 1_000_000
+
+
+def test_predictions_equal_the_boosters_own(trained, db):
+    _, table, spec, X, booster = trained
+    path, con = db
+    deploy(con, booster, spec, 1)
+    rows = con.sql(f"""SELECT predict_sales({ARGS}) AS p, predict_sales_class({ARGS}) AS c,
+                              predict_sales_proba({ARGS}) AS q
+                       FROM training_set ORDER BY line_id""").fetchall()
+    expected = booster.inplace_predict(X)
+    got = np.array([[r[0]["proba"]["low"], r[0]["proba"]["medium"], r[0]["proba"]["high"]] for r in rows])
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+    assert [r[1] for r in rows] == [CLASSES[i] for i in expected.argmax(1)]
+    assert [r[0]["label"] for r in rows] == [r[1] for r in rows]
+    assert all(r[2] == r[0]["proba"] for r in rows)
+    assert {(r[0]["source"], r[0]["model_version"]) for r in rows} == {("model", 1)}
+
+
+def test_optional_arguments_and_argument_types(trained, db):
+    _, _, spec, _, booster = trained
+    path, con = db
+    deploy(con, booster, spec, 1)
+    three, five_nulls, ts, text = con.execute("""SELECT
+        predict_sales(DATE '2024-03-01', '1', '10001'),
+        predict_sales(DATE '2024-03-01', '1', '10001', NULL, NULL),
+        predict_sales(TIMESTAMP '2024-03-01 17:30', 1, 10001),
+        predict_sales('2024-03-01', '1', '10001')""").fetchall()[0]
+    assert three == five_nulls == ts == text
+    assert three["source"] == "model"
+
+
+def test_explanations_name_features_readably_in_order_of_weight(trained, db):
+    _, table, spec, X, booster = trained
+    path, con = db
+    deploy(con, booster, spec, 1)
+    rows = con.sql(f"SELECT explain_sales_class({ARGS}) FROM training_set ORDER BY line_id LIMIT 50").fetchall()
+    contribs = booster.predict(xgb.DMatrix(X[:50], feature_names=spec["features"]), pred_contribs=True)
+    names = {predict.readable(f): j for j, f in enumerate(spec["features"])}
+    for i, (entries,) in enumerate(rows):
+        assert len(entries) == predict.EXPLAIN_TOP
+        weights = [abs(e["contribution"]) for e in entries]
+        assert weights == sorted(weights, reverse=True)
+        label = int(booster.inplace_predict(X[i:i + 1]).argmax())
+        for e in entries:
+            assert "_" not in e["feature"]
+            if e["feature"] in names:
+                assert e["contribution"] == pytest.approx(float(contribs[i, label, names[e["feature"]]]), abs=1e-6)
+
+
+def expected_heuristic(table):
+    """The documented fallback, from the training view's own columns: branch x item shares, else item's, else LOW."""
+    out = []
+    for r in table.select(["bi_share_low", "bi_share_high", "item_share_low", "item_share_high"]).to_pylist():
+        for low, high in ((r["bi_share_low"], r["bi_share_high"]), (r["item_share_low"], r["item_share_high"])):
+            if low is not None:
+                p = np.float32([low, max(0.0, 1 - np.float32(low) - np.float32(high)), high])
+                out.append(CLASSES[int(p.argmax())])
+                break
+        else:
+            out.append("LOW")
+    return out
+
+
+def test_no_model_deployed_gives_the_heuristic_and_says_so(trained, db, caplog):
+    _, table, *_ = trained
+    path, con = db
+    predict.invalidate()
+    with caplog.at_level(logging.WARNING, logger="sales_sql"):
+        rows = con.sql(f"SELECT predict_sales({ARGS}) FROM training_set ORDER BY line_id").fetchall()
+        con.sql(f"SELECT predict_sales_class({ARGS}) FROM training_set").fetchall()
+    assert {r[0]["source"] for r in rows} == {predict.NO_MODEL}
+    assert {r[0]["model_version"] for r in rows} == {None}
+    assert [r[0]["label"] for r in rows] == expected_heuristic(table)
+    warnings = [r for r in caplog.records if "fallback heuristic" in r.getMessage()]
+    assert len(warnings) == 1 and "sales-sql promote" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("damage, source", [
+    ("UPDATE deployed_models SET booster = 'not a model'::BLOB", predict.UNREADABLE),
+    ("UPDATE deployed_models SET booster = booster[1:100]", predict.UNREADABLE),
+    ("UPDATE deployed_models SET feature_spec = json_object('features', 3)", predict.UNREADABLE),
+    ("UPDATE deployed_models SET feature_spec = json_merge_patch(feature_spec, '{\"buckets\": 16}')", predict.MISMATCH),
+    ("UPDATE deployed_models SET feature_spec = json_merge_patch(feature_spec, '{\"feature_sql_sha256\": \"0\"}')",
+     predict.MISMATCH),
+])
+def test_a_broken_or_mismatched_deployment_falls_back_without_failing(trained, db, damage, source):
+    _, table, spec, _, booster = trained
+    path, con = db
+    deploy(con, booster, spec, 1)
+    con.execute(damage)
+    predict.invalidate()
+    rows = con.sql(f"SELECT predict_sales({ARGS}).label, predict_sales({ARGS}).source FROM training_set "
+                   "ORDER BY line_id").fetchall()
+    assert {s for _, s in rows} == {source}
+    assert [c for c, _ in rows] == expected_heuristic(table)
+
+
+def test_a_promote_in_the_same_process_switches_versions_without_registering_again(trained, db):
+    _, _, spec, X, booster = trained
+    path, con = db
+    q = f"SELECT predict_sales({ARGS}) FROM training_set ORDER BY line_id LIMIT 200"
+    deploy(con, booster, spec, 1)
+    first = con.sql(q).fetchall()
+    other = xgb.train({**xgb_params(sales_sql.load_settings()), "max_depth": 2}, xgb.DMatrix(X[:5000], np.arange(5000) % 3,
+                      feature_names=spec["features"]), 5)
+    deploy(con, other, spec, 2)
+    second = con.sql(q).fetchall()
+    assert {r[0]["model_version"] for r in first} == {1} and {r[0]["model_version"] for r in second} == {2}
+    np.testing.assert_allclose([list(r[0]["proba"].values()) for r in second], other.inplace_predict(X[:200]),
+                               atol=1e-6)
+
+
+def test_odd_keys_and_dates_get_the_documented_answers(trained, db):
+    _, _, spec, _, booster = trained
+    path, con = db
+    deploy(con, booster, spec, 1)
+    rows = con.sql("""SELECT b, i, d, predict_sales(d, b, i, 2.5, c) AS p FROM (VALUES
+            (DATE '2024-03-01', NULL, NULL, NULL), (DATE '2024-03-01', '', '', ''),
+            (DATE '2024-03-01', 'Zürich-店舗', '😀 ', 'ß'), (DATE '2024-03-01', repeat('x', 100000), '10001', '1'),
+            (DATE '1900-01-01', '1', '10001', NULL), (DATE '2100-01-01', '1', '10001', NULL),
+            (DATE '0001-01-01', '1', '10001', NULL), (DATE '9999-12-31', '1', '10001', NULL)) v(d, b, i, c)
+        """).fetchall()
+    assert all(r[3]["source"] == "model" and r[3]["label"] in CLASSES for r in rows)
+    invalid = con.sql("""SELECT predict_sales(d, '1', '10001') FROM (VALUES (NULL), ('not a date'), ('2024-02-30'),
+                         ('infinity'), ('-infinity')) v(d)""").fetchall()
+    assert [r[0] for r in invalid] == [{"label": None, "proba": None, "source": "invalid_date",
+                                        "model_version": None}] * 5
+    assert con.execute("SELECT explain_sales_class(NULL, '1', '2')").fetchall()[0][0] is None
+
+
+def test_history_is_as_of_the_prediction_day(trained, db):
+    """Far after the data, a key's features are its latest history; before the data there is none."""
+    _, table, spec, _, booster = trained
+    path, con = db
+    key = con.execute("""SELECT branch_id, item_code, max(sale_day) FROM usable_lines GROUP BY ALL
+                         ORDER BY count(*) DESC LIMIT 1""").fetchall()[0]
+    index = predict.HistoryIndex(con)
+
+    def features(day):
+        return predict.Batch(index, pa.array([dt.date.fromisoformat(day)]), pa.array([key[0]]), pa.array([key[1]]),
+                             pa.array([None], pa.float64()), pa.array([None], pa.string())).matrix(spec)
+
+    late, early = features("2100-01-01"), features("1900-01-01")
+    n_total = con.execute("SELECT count(*) FROM usable_lines WHERE branch_id = ? AND item_code = ?",
+                          list(key[:2])).fetchall()[0][0]
+    bi_n = spec["features"].index("bi_n")
+    assert late[0, bi_n] == n_total
+    assert np.isnan(early[0, bi_n])
+
+
+@given(st.integers(min_value=predict.FIRST_DAY, max_value=predict.LAST_DAY))
+@hsettings(max_examples=300, deadline=None)
+def test_calendar_features_match_the_calendar(day):
+    spec = {"features": ["day_of_week", "day_of_month", "month", "day_of_year"], "buckets": 20}
+    b = predict.Batch(predict.HistoryIndex(), pa.array([day], pa.int32()).cast(pa.date32()), pa.array(["1"]),
+                      pa.array(["2"]), pa.array([1.0]), pa.array(["3"]))
+    d = dt.date(1970, 1, 1) + dt.timedelta(days=day)
+    assert b.matrix(spec)[0].tolist() == [d.isoweekday(), d.day, d.month, d.timetuple().tm_yday]
+
+
+def test_functions_work_on_a_connection_the_user_made(trained, db, settings):
+    _, _, spec, _, booster = trained
+    path, con = db
+    deploy(con, booster, spec, 3)
+    sales_sql.close(path)
+    mine = duckdb.connect(str(path), read_only=True)
+    sales_sql.register(mine, settings)
+    label, version = mine.execute("SELECT predict_sales_class(DATE '2024-03-01', '1', '10001'), "
+                                  "predict_sales(DATE '2024-03-01', '1', '10001').model_version").fetchall()[0]
+    assert label in CLASSES and version == 3
+    mine.close()
+
+
+def test_bulk_scoring_writes_a_table_equal_to_the_sql_functions(trained, db):
+    _, _, spec, _, booster = trained
+    path, con = db
+    deploy(con, booster, spec, 1)
+    sales_sql.close(path)
+    where = "sale_time >= DATE '2024-04-01'"
+    out = run_cli("predict", path, "--where", where, "--into", "april on", "--batch-rows", "3000")
+    assert "predictions to april on from model v1" in out.stdout and "scored" in out.stderr
+    con = sales_sql.connect(path)
+    bulk = con.sql('SELECT * FROM "april on" ORDER BY line_id').fetchall()
+    sql = con.sql(f"""SELECT line_id, p.label, p.proba.low, p.proba.medium, p.proba.high, p.source, p.model_version
+                      FROM (SELECT line_id, predict_sales(sale_time, branch_id, item_code, unit_price, customer_id) p
+                            FROM invoices WHERE {where}) ORDER BY line_id""").fetchall()
+    assert len(bulk) == con.execute(f"SELECT count(*) FROM invoices WHERE {where}").fetchall()[0][0] > 0
+    assert [r[:2] + r[5:] for r in bulk] == [r[:2] + r[5:] for r in sql]
+    np.testing.assert_allclose([r[2:5] for r in bulk], [r[2:5] for r in sql], atol=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--where", "1=1; DROP TABLE invoices"], "is not a filter expression"),
+    (["--where", "1=1); DROP TABLE invoices; SELECT (1"], "must be one filter expression"),
+    (["--where", "1=1) UNION ALL (SELECT 1"], "--where"),
+    (["--where", "no_such_column > 1"], "does not work on invoices"),
+    (["--into", "invoices"], "already exists"),
+])
+def test_bulk_scoring_refuses_bad_input_and_changes_nothing(db, args, message):
+    path, con = db
+    before = con.execute("SELECT count(*) FROM invoices").fetchall()[0][0]
+    sales_sql.close(path)
+    full = ["--into", "x", *args] if "--into" not in args else args
+    proc = run_cli("predict", path, *full, check=False)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    con = sales_sql.connect(path)
+    assert con.execute("SELECT count(*) FROM invoices").fetchall()[0][0] == before
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'x'").fetchall()[0][0] == 0
