@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DB ?= demo/demo.duckdb
 
-.PHONY: demo test bench clean
+.PHONY: demo test soak bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,16 +29,19 @@ demo: $(BIN)/.installed
 	$(BIN)/sales-sql query $(DEMO_DB) "SELECT item_code, e.feature, round(e.value, 3) AS value, round(e.contribution, 3) AS contribution FROM (SELECT item_code, unnest(explain_sales_class(DATE '2025-12-30', '1', item_code)) AS e FROM (VALUES ('10001'), ('10002')) v(item_code))"
 	$(BIN)/sales-sql predict $(DEMO_DB) --where "sale_time >= DATE '2025-12-01'" --into december_predictions
 	$(BIN)/sales-sql query $(DEMO_DB) "SELECT label, source, model_version, count(*) AS lines FROM december_predictions GROUP BY ALL ORDER BY label"
-	@echo "--- drift: the last 30 days of the demo data against the training baseline (expect no drift, exit 0)"
-	$(BIN)/sales-sql drift $(DEMO_DB) --window 30d
-	@echo "--- drift: the same invoices made with the generator's drift option from 2025-12-01 (expect drift, exit 1)"
-	$(BIN)/sales-sql generate demo/drifted.parquet --drift-after 2025-12-01
+	@echo "--- drift: October 2025 against the training baseline (expect no drift, exit 0; December would flag the holiday peak)"
+	$(BIN)/sales-sql drift $(DEMO_DB) --window 30d --end 2025-10-31
+	@echo "--- drift: the same invoices made with the generator's drift option from 2025-10-01 (expect drift, exit 1)"
+	$(BIN)/sales-sql generate demo/drifted.parquet --drift-after 2025-10-01
 	$(BIN)/sales-sql load demo/drifted.duckdb demo/drifted.parquet
 	$(BIN)/sales-sql promote demo/drifted.duckdb --best --models-dir demo/models
-	$(BIN)/sales-sql drift demo/drifted.duckdb --window 30d --plot demo/drift.png; test $$? -eq 1
+	$(BIN)/sales-sql drift demo/drifted.duckdb --window 30d --end 2025-10-31 --plot demo/drift.png; test $$? -eq 1
 
 test: $(BIN)/.installed
 	$(BIN)/pytest
+
+soak: $(BIN)/.installed
+	SALES_SQL_SOAK_SECONDS=60 $(BIN)/pytest -s tests/test_soak.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/hash_features.py
@@ -47,6 +50,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/drift_quality.py
+	$(BIN)/python bench/drift_uci.py
 
 clean:
 	rm -rf $(VENV) demo

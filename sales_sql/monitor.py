@@ -135,8 +135,8 @@ def plot(con, settings: Settings, report: DriftReport, path) -> int:
     for ax, r in zip(axes[:, 0], drifted):
         col = column.get(r["feature"], r["feature"])
         window = con.sql(f"SELECT {col} FROM drift_current_rows WHERE {col} IS NOT NULL").to_arrow_table()[0]
-        base = con.execute(f"SELECT {col} FROM drift_baseline WHERE model_name = ? AND version = ? "
-                           f"AND {col} IS NOT NULL", [settings.model_name, report.model_version]).to_arrow_table()[0]
+        base = con.sql(f"SELECT {col} FROM drift_baseline WHERE model_name = ? AND version = ? AND {col} IS NOT NULL",
+                       params=[settings.model_name, report.model_version]).to_arrow_table()[0]
         if r["test"] == "ks":
             w, b = window.to_numpy().astype(float), base.to_numpy().astype(float)
             hi = np.quantile(np.r_[w, b], 0.99)

@@ -61,7 +61,7 @@ def invalidate() -> None:
 
 # ---- as-of look-ups over history -------------------------------------------------------------------------
 # The key hash is FNV-1a-64 (+ fmix64) of one byte naming the kind followed by the key string the view joins
-# on. Each kind has its own open-addressing table (a slice of one array) and its own block of history rows,
+# on. Each kind has its own open-addressing table and its own block of history rows,
 # so the small kinds (branch, item) stay in cache.
 
 @njit(nogil=True, cache=True, inline="always")
@@ -79,9 +79,18 @@ def _seed(kind):
 
 
 @njit(nogil=True, cache=True)
-def _history_hashes(kinds, off, data, out):
+def _key_hashes(kind, a_off, a_data, a_valid, b_off, b_data, b_valid, two, ok, out, present):
+    """Per row, the hash of the kind's prefix byte, a, and for two-part keys chr(31) and b (the view's
+    a || chr(31) || b); present is False where a part is NULL or `ok` is False."""
+    sep = np.uint64(31)
+    prime = np.uint64(_FNV_PRIME)
     for r in range(out.shape[0]):
-        out[r] = _fmix64(_fnv(_seed(kinds[r]), off, data, r))
+        present[r] = ok[r] and a_valid[r] and (b_valid[r] or not two)
+        if present[r]:
+            h = _fnv(_seed(kind), a_off, a_data, r)
+            if two:
+                h = _fnv((h ^ sep) * prime, b_off, b_data, r)
+            out[r] = _fmix64(h)
 
 
 @njit(nogil=True, cache=True)
@@ -115,49 +124,15 @@ def _find(h, kind, day, tables, days):
 
 
 @njit(nogil=True, cache=True)
-def _lookup(b_off, b_data, b_valid, i_off, i_data, i_valid, c_off, c_data, c_valid, day, ok_day, tables, days,
-            rows):
-    """rows[kind, r] for the kinds branch x item, item, branch, customer, customer x item (KIND_ORDER)."""
-    sep = np.uint64(31)
-    prime = np.uint64(_FNV_PRIME)
-    for r in range(day.shape[0]):
-        for k in range(5):
-            rows[k, r] = -1
-        if not ok_day[r]:
-            continue
-        if r > 0 and ok_day[r - 1] and day[r] == day[r - 1] and b_valid[r] == b_valid[r - 1] \
-                and c_valid[r] == c_valid[r - 1] and _same(b_off, b_data, r) and _same(c_off, c_data, r):
-            same_branch_customer = True  # rows of one invoice repeat their branch and customer
+def _find_all(hashes, present, kind, day, tables, days, out):
+    """out[r] = _find for every row of one kind (a pass per kind keeps that kind's table in cache)."""
+    for r in range(hashes.shape[0]):
+        if not present[r]:
+            out[r] = -1
+        elif r > 0 and present[r - 1] and hashes[r] == hashes[r - 1] and day[r] == day[r - 1]:
+            out[r] = out[r - 1]  # the lines of one invoice repeat their branch and customer
         else:
-            same_branch_customer = False
-        if b_valid[r] and i_valid[r]:
-            h = _fnv((_fnv(_seed(0), b_off, b_data, r) ^ sep) * prime, i_off, i_data, r)
-            rows[0, r] = _find(_fmix64(h), 0, day[r], tables, days)
-        if i_valid[r]:
-            rows[1, r] = _find(_fmix64(_fnv(_seed(1), i_off, i_data, r)), 1, day[r], tables, days)
-        if same_branch_customer:
-            rows[2, r] = rows[2, r - 1]
-            rows[3, r] = rows[3, r - 1]
-        else:
-            if b_valid[r]:
-                rows[2, r] = _find(_fmix64(_fnv(_seed(2), b_off, b_data, r)), 2, day[r], tables, days)
-            if c_valid[r]:
-                rows[3, r] = _find(_fmix64(_fnv(_seed(3), c_off, c_data, r)), 3, day[r], tables, days)
-        if c_valid[r] and i_valid[r]:
-            h = _fnv((_fnv(_seed(4), c_off, c_data, r) ^ sep) * prime, i_off, i_data, r)
-            rows[4, r] = _find(_fmix64(h), 4, day[r], tables, days)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _same(off, data, r):
-    """Is string r the same as string r - 1?"""
-    s, e, ps, pe = off[r], off[r + 1], off[r - 1], off[r]
-    if e - s != pe - ps:
-        return False
-    for k in range(e - s):
-        if data[s + k] != data[ps + k]:
-            return False
-    return True
+            out[r] = _find(hashes[r], kind, day[r], tables, days)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -186,7 +161,7 @@ def _jan1(y):
 # what a matrix column holds (plan codes) ...
 DOW, DOM, MONTH, DOY, PRICE, RATIO, STAT, DAYS_SINCE, HASHED = range(9)
 _CALENDAR = {"day_of_week": DOW, "day_of_month": DOM, "month": MONTH, "day_of_year": DOY}
-# ... and the kinds in the order of _lookup's rows
+# ... and the kinds in the order of Batch.rows
 KIND_ORDER = ("branch_item", "item", "branch", "customer", "customer_item")
 
 
@@ -268,7 +243,8 @@ class HistoryIndex:
             n = t.num_rows if total else 0
             hashes = np.zeros(n, np.uint64)
             if n:
-                _history_hashes(np.full(n, kind_id, np.int8), *_string_buffers(t["key"])[:2], hashes)
+                keys, ok = _string_buffers(t["key"]), np.ones(n, np.bool_)
+                _key_hashes(kind_id, *keys, *keys, False, ok, hashes, np.empty(n, np.bool_))
             days = t["day"].to_numpy().astype(np.int32) if n else np.zeros(0, np.int32)
             order = np.lexsort((days, hashes))
             hashes = hashes[order]
@@ -302,8 +278,11 @@ class Batch:
         self.price = pc.cast(price, pa.float64()).to_numpy(zero_copy_only=False)
         self.index = index
         self.rows = np.empty((len(KIND_ORDER), self.n), np.int64)
-        _lookup(*_string_buffers(branch), *_string_buffers(item), *_string_buffers(customer), self.day, self.ok_day,
-                index.tables, index.days, self.rows)
+        hashes, present = np.zeros(self.n, np.uint64), np.empty(self.n, np.bool_)
+        b, i, c = _string_buffers(branch), _string_buffers(item), _string_buffers(customer)
+        for kind, (first, second) in enumerate(((b, i), (i, None), (b, None), (c, None), (c, i))):  # KIND_ORDER
+            _key_hashes(kind, *first, *(second or first), second is not None, self.ok_day, hashes, present)
+            _find_all(hashes, present, kind, self.day, index.tables, index.days, self.rows[kind])
 
     def matrix(self, spec: dict, plan_arrays=None) -> np.ndarray:
         """float32 features in spec order, as training.to_matrix gives them from training_set."""
@@ -444,7 +423,10 @@ class Predictor:
         if dep.booster is not None and batch.ok_day.any():
             X = batch.matrix(dep.spec, dep.plan)
             names = dep.spec["features"]
-            contribs = dep.booster.predict(xgb.DMatrix(X, feature_names=names), pred_contribs=True)
+            # a DMatrix refuses inf (inplace_predict takes it); the largest float splits every tree the same way
+            big = np.finfo(np.float32).max
+            finite = np.nan_to_num(X, nan=np.nan, posinf=big, neginf=-big)
+            contribs = dep.booster.predict(xgb.DMatrix(finite, feature_names=names), pred_contribs=True)
             label = dep.booster.inplace_predict(X).argmax(axis=1)
             hashed = [j for j, f in enumerate(names) if f.startswith("hashed_")]
             plain = [j for j, f in enumerate(names) if not f.startswith("hashed_")]

@@ -5,7 +5,7 @@ from sales_sql.config import ConfigError, load_settings, settings_from_dict
 GOOD = {
     "classes": {"low_max": 3, "medium_max": 8},
     "hashing": {"buckets": 20},
-    "drift": {"window_days": 30, "ks_effect_threshold": 0.1, "chi2_effect_threshold": 0.1, "alpha": 0.05,
+    "drift": {"window_days": 30, "ks_effect_threshold": 0.1, "chi2_effect_threshold": 0.15, "alpha": 0.05,
               "performance_drop": 0.05},
     "training": {"cutoff": "", "valid_fraction": 0.2, "num_boost_round": 400, "early_stopping_rounds": 30,
                  "checkpoint_every": 20, "class_weight": "balanced", "max_depth": 8, "learning_rate": 0.1,

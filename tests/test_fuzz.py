@@ -1,0 +1,55 @@
+"""Hypothesis fuzzing of the SQL functions with hostile input: every row gets its documented answer, no query
+fails because of one row, no process crashes."""
+import datetime as dt
+import math
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from test_predict import ARGS, deploy, trained  # noqa: F401  (trained is a fixture)
+
+import sales_sql
+from sales_sql import predict
+from sales_sql.training import CLASSES
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)  # DuckDB strings are valid UTF-8
+KEY = st.one_of(st.none(), st.just(""), TEXT, st.sampled_from(["1", "10001", "12345"]), st.just("k" * 20_000))
+DAY = st.one_of(st.none(), st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)).map(str), TEXT,
+                st.sampled_from(["2024-03-01", "2024-02-30", "infinity", "-infinity", "99999-01-01", "2024-03-01 25:00"]))
+PRICE = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1.0, 1e308]))
+ROW = st.tuples(DAY, KEY, KEY, PRICE, KEY)
+
+
+@pytest.fixture(scope="module")
+def fuzz_con(trained, tmp_path_factory):  # noqa: F811
+    db, _, spec, _, booster = trained
+    path = tmp_path_factory.mktemp("fuzz") / "f.duckdb"
+    path.write_bytes(db.read_bytes())
+    con = sales_sql.connect(path)
+    deploy(con, booster, spec, 1)
+    yield con
+    sales_sql.close(path)
+
+
+@given(st.lists(ROW, min_size=1, max_size=40))
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_rows_get_their_documented_answers(fuzz_con, rows):
+    table = pa.table({name: pa.array([r[i] for r in rows], t) for i, (name, t) in enumerate(
+        [("sale_day", pa.string()), ("branch_id", pa.string()), ("item_code", pa.string()),
+         ("unit_price", pa.float64()), ("customer_id", pa.string())])})
+    cur = fuzz_con.cursor()
+    cur.register("fuzz", table)
+    out = cur.execute(f"""SELECT coalesce(TRY_CAST(sale_day AS DATE) BETWEEN DATE '0001-01-01' AND DATE '9999-12-31',
+                                          false), predict_sales({ARGS}), predict_sales_class({ARGS}),
+                                 explain_sales_class({ARGS}) FROM fuzz""").fetchall()
+    cur.close()
+    assert len(out) == len(rows)
+    for valid_day, p, label, why in out:
+        if not valid_day:
+            assert p == {"label": None, "proba": None, "source": "invalid_date", "model_version": None}
+            assert label is None and why is None
+            continue
+        assert p["source"] == "model" and p["model_version"] == 1 and p["label"] == label in CLASSES
+        probs = list(p["proba"].values())
+        assert all(math.isfinite(x) and 0 <= x <= 1 for x in probs) and abs(sum(probs) - 1) < 1e-5
+        assert len(why) == predict.EXPLAIN_TOP and all(math.isfinite(e["contribution"]) for e in why)
