@@ -194,6 +194,16 @@ def _lifecycle():
     return registry
 
 
+def _lifecycle_failure(e: Exception) -> click.ClickException:
+    """Known failures of the lifecycle commands as one-line messages; anything else is re-raised."""
+    reg = _lifecycle()
+    if isinstance(e, reg.MlflowException):
+        e = reg.store_failed(e)
+    if isinstance(e, (reg.RegistryError, reg.TrainingError, ConfigError, duckdb.Error)):
+        return _fail(e)
+    raise e
+
+
 models_dir_option = click.option("--models-dir", default="models", show_default=True, type=click.Path(file_okay=False),
                                  help="Where checkpoints and exported bundles go.")
 
@@ -211,7 +221,7 @@ def retrain(database, cutoff, rounds, resume, models_dir):
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .training import TrainingError, prepare
+    from .training import prepare
 
     try:
         settings = load_settings()
@@ -224,10 +234,9 @@ def retrain(database, cutoff, rounds, resume, models_dir):
                 prepared = prepare(database, settings, cutoff)
             finally:
                 warm.result()
-        reg = _lifecycle()
-        r = reg.retrain(database, settings, models_dir, cutoff=cutoff, resume=resume, prepared=prepared)
-    except (TrainingError, ConfigError, duckdb.Error, ValueError) as e:  # ValueError: RegistryError
-        raise _fail(e) from None
+        r = _lifecycle().retrain(database, settings, models_dir, cutoff=cutoff, resume=resume, prepared=prepared)
+    except Exception as e:
+        raise _lifecycle_failure(e) from None
     if r.resumed_from:
         click.echo(f"resumed from iteration {r.resumed_from}")
     click.echo(f"registered {settings.model_name} version {r.version} (run {r.run_id}), {r.rounds} rounds")
@@ -254,11 +263,10 @@ def promote(database, version, best, force, models_dir):
 
     Example: sales-sql promote sales.duckdb --best
     """
-    reg = _lifecycle()
     try:
-        v = reg.promote(database, load_settings(), version, best=best, force=force, models_dir=models_dir)
-    except (reg.RegistryError, ConfigError, duckdb.Error) as e:
-        raise _fail(e) from None
+        v = _lifecycle().promote(database, load_settings(), version, best=best, force=force, models_dir=models_dir)
+    except Exception as e:
+        raise _lifecycle_failure(e) from None
     click.echo(f"version {v} is production and deployed in {database}")
 
 
@@ -270,11 +278,10 @@ def rollback(database, models_dir):
 
     Example: sales-sql rollback sales.duckdb
     """
-    reg = _lifecycle()
     try:
-        v = reg.rollback(database, load_settings(), models_dir=models_dir)
-    except (reg.RegistryError, ConfigError, duckdb.Error) as e:
-        raise _fail(e) from None
+        v = _lifecycle().rollback(database, load_settings(), models_dir=models_dir)
+    except Exception as e:
+        raise _lifecycle_failure(e) from None
     click.echo(f"rolled back: version {v} is production and deployed in {database}")
 
 
@@ -285,11 +292,10 @@ def models(database):
 
     Example: sales-sql models sales.duckdb
     """
-    reg = _lifecycle()
     try:
-        rows = reg.list_models(database, load_settings())
-    except (ConfigError, duckdb.Error) as e:
-        raise _fail(e) from None
+        rows = _lifecycle().list_models(database, load_settings())
+    except Exception as e:
+        raise _lifecycle_failure(e) from None
     if not rows:
         click.echo("no versions registered yet; run `sales-sql retrain`")
     click.echo(f"{'version':>7} {'prod':>4} {'here':>4} {'accuracy':>9} {'macro-F1':>9}  cutoff")

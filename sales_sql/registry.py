@@ -169,18 +169,29 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
 
 # ---- promote, rollback, list ------------------------------------------------------------------------------
 
+def store_failed(e: MlflowException) -> RegistryError:
+    """An MLflow store error as a one-line RegistryError naming the store."""
+    return RegistryError(f"the MLflow store at {mlflow.get_tracking_uri()} failed: {str(e).splitlines()[0][:300]}. "
+                         "Check MLFLOW_TRACKING_URI (default: the mlflow.db beside the database file); the database "
+                         "file is unchanged")
+
+
 def _versions(client: MlflowClient, name: str) -> list:
     try:
         return sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
-    except MlflowException:
-        return []
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise store_failed(e) from None
 
 
 def _production(client: MlflowClient, name: str) -> int | None:
     try:
         return int(client.get_model_version_by_alias(name, ALIAS).version)
-    except MlflowException:
-        return None
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no model, or no alias yet
+            return None
+        raise store_failed(e) from None
 
 
 def _macro_f1(version) -> float:
@@ -314,4 +325,5 @@ def list_models(db_path: str, settings: Settings) -> list[dict]:
             for v in _versions(client, settings.model_name)]
 
 
-__all__ = ["RegistryError", "TrainingError", "list_models", "promote", "retrain", "rollback", "tracking_uri"]
+__all__ = ["MlflowException", "RegistryError", "TrainingError", "list_models", "promote", "retrain", "rollback",
+           "store_failed", "tracking_uri"]

@@ -56,9 +56,9 @@ def register_udfs(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     )
     _replace_function(con, "ks_drift", _per_row(ks_drift, KS_FIELDS, _KS_ARROW), ["DOUBLE[]", "DOUBLE[]"], KS_TYPE,
                       type="arrow", null_handling="special")
-    register_prediction(con, settings)
     _replace_function(con, "chi2_drift", _per_row(chi2_drift, CHI2_FIELDS, _CHI2_ARROW), ["VARCHAR[]", "VARCHAR[]"],
                       CHI2_TYPE, type="arrow", null_handling="special")
+    register_prediction(con, settings)
 
 
 def register_prediction(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:

@@ -5,7 +5,7 @@ import math
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 from test_predict import ARGS, deploy, trained  # noqa: F401  (trained is a fixture)
 
 import sales_sql
@@ -53,3 +53,46 @@ def test_any_rows_get_their_documented_answers(fuzz_con, rows):
         probs = list(p["proba"].values())
         assert all(math.isfinite(x) and 0 <= x <= 1 for x in probs) and abs(sum(probs) - 1) < 1e-5
         assert len(why) == predict.EXPLAIN_TOP and all(math.isfinite(e["contribution"]) for e in why)
+
+
+CELL = st.one_of(st.none(), TEXT, st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+                 st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)), st.sampled_from(["", " ", "1e400", "NaN", "2024-13-01",
+                                                                                   "12,5", '"', "\n"]))
+GOOD = ["2024-03-01 10:00", "1", "INV1", "10001", "5", "2.5", "C1"]
+
+
+@given(st.lists(st.tuples(*[CELL] * 7), min_size=1, max_size=15), st.booleans())
+@hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_csv_is_loaded_with_counted_rejects_or_refused_whole(tmp_path, settings, rows, allow_rejects):
+    import csv
+
+    from sales_sql.loader import LoadError, load_file
+
+    path = tmp_path / "fuzz.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["Date", "BranchID", "InvoiceNumber", "ItemCode", "QuantitySold", "UnitPrice", "CustomerID"])
+        w.writerow(GOOD)
+        w.writerows(rows)
+    con = sales_sql.connect(settings=settings)
+    before = con.execute("SELECT count(*) FROM invoices").fetchall()[0][0]
+    try:
+        report = load_file(con, path, allow_rejects=allow_rejects, settings=settings)
+    except LoadError as e:
+        event("refused")
+        assert not allow_rejects or "header" in str(e) or "column" in str(e), e
+        assert str(path) in str(e) or "line" in str(e)
+        assert con.execute("SELECT count(*) FROM invoices").fetchall()[0][0] == before
+        assert con.execute("SELECT count(*) FROM load_log").fetchall()[0][0] == 0
+    else:
+        event(f"loaded, {'some' if report.rejected else 'no'} rejects")
+        loaded = con.execute("SELECT count(*) FROM invoices").fetchall()[0][0]
+        assert loaded == before + report.loaded >= 1
+        assert report.loaded + report.duplicates + report.rejected == report.rows_read
+        assert con.execute("SELECT count(*) FROM rejected_rows").fetchall()[0][0] == report.rejected
+        # what loaded is typed and usable: predictions run on every loaded line
+        out = con.execute("SELECT count(predict_sales_class(sale_time, branch_id, item_code, unit_price, "
+                          "customer_id)) FROM invoices").fetchall()[0][0]
+        assert out == loaded
+    finally:
+        con.close()
