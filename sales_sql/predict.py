@@ -323,12 +323,13 @@ def load_deployment(con, settings: Settings) -> Deployment:
     """The active deployed model of this database, or the fallback with its cause."""
     try:
         index = HistoryIndex(con)
+        rows = con.execute("""SELECT version, booster, feature_spec FROM deployed_models
+                              WHERE status = 'active' AND model_name = ? ORDER BY deployment_id DESC LIMIT 1""",
+                           [settings.model_name]).fetchall()
+        current = feature_spec(con, settings)
     except duckdb.CatalogException:
         return Deployment(NO_MODEL, None, None, None, None, HistoryIndex(), _generation,
-                          "this database has no sales_sql tables yet; open it once with sales_sql.connect(path)")
-    rows = con.execute("""SELECT version, booster, feature_spec FROM deployed_models
-                          WHERE status = 'active' AND model_name = ? ORDER BY deployment_id DESC LIMIT 1""",
-                       [settings.model_name]).fetchall()
+                          "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
     if not rows:
         return Deployment(NO_MODEL, None, None, None, None, index, _generation,
                           f"no model {settings.model_name!r} is deployed in this database; run `sales-sql promote`")
@@ -346,7 +347,6 @@ def load_deployment(con, settings: Settings) -> Deployment:
         return Deployment(UNREADABLE, version, None, None, None, index, _generation,
                           f"the deployed model v{version} cannot be read ({str(e).splitlines()[0][:200]}); "
                           "promote a version again with `sales-sql promote`")
-    current = feature_spec(con, settings)
     if spec != current:
         differ = sorted(k for k in current if spec.get(k) != current[k])
         return Deployment(MISMATCH, version, None, None, None, index, _generation,
@@ -383,7 +383,8 @@ class Predictor:
             return self._deployment
 
     def predict(self, day, branch, item, price, customer):
-        """(class index per row or -1, probabilities float32 (n, 3), source index per row, model version)."""
+        """(class index per row or -1, probabilities float32 (n, 3), source index per row, model version or None,
+        the Batch)."""
         dep = self.deployment()
         batch = Batch(dep.index, day, branch, item, price, customer)
         source = SOURCES.index(dep.source)
