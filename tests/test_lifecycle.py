@@ -172,6 +172,18 @@ def test_killed_retrain_resumes_from_its_last_checkpoint(tmp_path, settings, sto
     cfg = config_file(tmp_path, settings, num_boost_round=80, early_stopping_rounds=0, checkpoint_every=20)
     env = {**os.environ, "SALES_SQL_CONFIG": str(cfg)}
     models = tmp_path / "models"
+    # killed while it starts and reads the data: nothing registered, nothing written to the file
+    early = subprocess.Popen([SALES_SQL, "retrain", str(db), "--models-dir", str(models)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.0)
+    early.send_signal(signal.SIGKILL)
+    early.wait()
+    from mlflow import MlflowClient
+
+    assert MlflowClient(store).search_model_versions(f"name='{settings.model_name}'") == []
+    con = connect(db, read_only=True, settings=settings)
+    assert con.execute("SELECT count(*) FROM drift_baseline").fetchall() == [(0,)]
+    close(db)
     proc = subprocess.Popen([SALES_SQL, "retrain", str(db), "--models-dir", str(models)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
