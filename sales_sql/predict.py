@@ -362,7 +362,7 @@ class Predictor:
         self.con, self.settings = con, settings
         self._deployment: Deployment | None = None
         self._lock = threading.Lock()
-        self._active = 0  # calls running now: DuckDB calls a UDF from several threads at once
+        self._active = 0  # calls running now (DuckDB calls a UDF from several threads at once)
         self._warned: set[str] = set()
 
     def deployment(self) -> Deployment:
@@ -386,20 +386,20 @@ class Predictor:
         """(class index per row or -1, probabilities float32 (n, 3), source index per row, model version or None,
         the Batch)."""
         dep = self.deployment()
-        batch = Batch(dep.index, day, branch, item, price, customer)
-        source = SOURCES.index(dep.source)
-        if dep.booster is not None:
-            X = batch.matrix(dep.spec, dep.plan)
+        with self._lock:
+            self._active += 1
+        try:
+            batch = Batch(dep.index, day, branch, item, price, customer)
+            if dep.booster is not None:
+                X = batch.matrix(dep.spec, dep.plan)
+                # a call alone (one row, or the last batches) uses every core; calls side by side use one each
+                proba = (dep.booster if self._active == 1 else dep.single).inplace_predict(X)
+            else:
+                proba = batch.heuristic()
+        finally:
             with self._lock:
-                self._active += 1
-                alone = self._active == 1
-            try:  # one call alone uses every core; calls side by side use one each
-                proba = (dep.booster if alone else dep.single).inplace_predict(X)
-            finally:
-                with self._lock:
-                    self._active -= 1
-        else:
-            proba = batch.heuristic()
+                self._active -= 1
+        source = SOURCES.index(dep.source)
         label = proba.argmax(axis=1)  # ties go to the lower class
         label[~batch.ok_day] = -1
         sources = np.where(batch.ok_day, source, SOURCES.index(INVALID_DATE)).astype(np.int8)

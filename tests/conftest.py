@@ -47,13 +47,19 @@ def run_cli(*args, check=True, cwd=None):
 
 
 @pytest.fixture(scope="session")
-def uci_db(tmp_path_factory, settings):
-    """A database file holding both UCI files (skips, saying how to get them, when they are missing)."""
+def uci_load(tmp_path_factory, settings):
+    """(database file, load reports): both UCI files loaded once for the session (skips, saying how to get
+    them, when they are missing)."""
     from sales_sql.loader import load_files
 
     files = need_uci()
     path = tmp_path_factory.mktemp("uci") / "uci.duckdb"
     con = sales_sql.connect(path, settings=settings)
-    load_files(con, files, preset="uci", settings=settings)
+    reports = load_files(con, files, preset="uci", settings=settings)
     sales_sql.close(path)
-    return path
+    return path, reports
+
+
+@pytest.fixture
+def uci_db(uci_load):
+    return uci_load[0]
