@@ -4,7 +4,8 @@ On large samples every p-value is tiny, so each result carries an effect size fo
 - ks_drift: Wasserstein distance between the two samples divided by the baseline's standard deviation
   (by max(|baseline value|, 1) when the baseline is constant);
 - chi2_drift: Jensen-Shannon distance (base 2, 0 = same shares, 1 = no category in common).
-NULLs (and NaN for numbers) are left out. A side with no values gives a result of NULLs: nothing to compare.
+NULLs (and NaN, +inf and -inf for numbers) are left out. A side with no values gives a result of NULLs:
+nothing to compare.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def _numbers(values) -> np.ndarray:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         values = pc.drop_null(values).to_numpy(zero_copy_only=False)
     x = np.asarray(values, dtype=np.float64)
-    nan = np.isnan(x)
-    return x[~nan] if nan.any() else x
+    bad = ~np.isfinite(x)  # NaN has no place in an order; +-inf would make every distance infinite
+    return x[~bad] if bad.any() else x
 
 
 def ks_drift(current, baseline) -> dict:
@@ -50,9 +51,11 @@ def ks_drift(current, baseline) -> dict:
         d = float(np.abs(diff[run_end]).max())
         m, n = sorted([float(a.size), float(b.size)], reverse=True)
         p = float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
-    wasserstein = float(np.sum(np.abs(diff[:-1]) * np.diff(both)))
-    spread = float(b.std())
-    scale = spread if spread > 0 else max(abs(float(b[0])), 1.0)
+    # the effect is scale-free, so compute it on values divided by the largest magnitude (no overflow near 1e308)
+    m = max(float(np.abs(both).max()), 1.0)
+    wasserstein = float(np.sum(np.abs(diff[:-1]) * np.diff(both / m)))
+    spread = float((b / m).std())
+    scale = spread if spread > 0 else max(abs(float(b[0])), 1.0) / m
     return result | {"statistic": d, "p_value": p, "effect_size": wasserstein / scale}
 
 

@@ -96,3 +96,40 @@ def test_any_csv_is_loaded_with_counted_rejects_or_refused_whole(tmp_path, setti
         assert out == loaded
     finally:
         con.close()
+
+
+NUMBER = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**15, 10**15),
+                   st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e308, -1e308]))
+
+
+@given(st.lists(st.tuples(KEY, KEY), min_size=1, max_size=30), st.lists(NUMBER, max_size=50),
+       st.lists(NUMBER, max_size=50), st.lists(st.one_of(st.none(), TEXT), max_size=50),
+       st.lists(st.one_of(st.none(), TEXT), max_size=50))
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_hash_and_drift_functions_answer_any_input(con, keys, xs, ys, cats_a, cats_b):
+    """hash_features: a finite vector with at most 3 non-zero terms of +-1 per row; ks_drift / chi2_drift:
+    finite statistics or NULLs (nothing to compare), never inf, NaN or an error."""
+    cur = con.cursor()
+    cur.register("k", pa.table({"b": pa.array([k[0] for k in keys], pa.string()),
+                                "i": pa.array([k[1] for k in keys], pa.string())}))
+    for (vec,) in cur.execute("SELECT hash_features(b, i) FROM k").fetchall():
+        assert len(vec) == 20 and all(v in (-3, -2, -1, 0, 1, 2, 3) for v in vec) and sum(map(abs, vec)) <= 3
+    floats = [None if x is None else float(x) for x in xs], [None if y is None else float(y) for y in ys]
+    ks, chi = cur.execute("SELECT ks_drift(?::DOUBLE[], ?::DOUBLE[]), chi2_drift(?::VARCHAR[], ?::VARCHAR[])",
+                          [*floats, cats_a, cats_b]).fetchall()[0]
+    cur.close()
+    for result in (ks, chi):
+        values = [v for k, v in result.items() if k not in ("n_current", "n_baseline", "categories", "dof")]
+        assert all(v is None for v in values) or all(v is not None and math.isfinite(v) for v in values), result
+    usable = [x for x in floats[0] if x is not None and math.isfinite(x)]
+    assert ks["n_current"] == len(usable)
+
+
+def test_huge_lists_are_one_call(con):
+    """Ten million values a side through ks_drift and two million categories through chi2_drift in one query."""
+    ks, chi = con.execute("""SELECT ks_drift((SELECT list(random()) FROM range(10000000)),
+                                             (SELECT list(random() + 0.01) FROM range(10000000))),
+                                    chi2_drift((SELECT list((i % 1000)::VARCHAR) FROM range(2000000) t(i)),
+                                               (SELECT list((i % 999)::VARCHAR) FROM range(2000000) t(i)))""").fetchall()[0]
+    assert ks["n_current"] == ks["n_baseline"] == 10_000_000 and 0 < ks["statistic"] < 0.05
+    assert chi["categories"] == 1000 and math.isfinite(chi["statistic"])
