@@ -51,10 +51,11 @@ def ks_drift(current, baseline) -> dict:
         d = float(np.abs(diff[run_end]).max())
         m, n = sorted([float(a.size), float(b.size)], reverse=True)
         p = float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
-    # the effect is scale-free, so compute it on values divided by the largest magnitude (no overflow near 1e308)
-    m = max(float(np.abs(both).max()), 1.0)
-    wasserstein = float(np.sum(np.abs(diff[:-1]) * np.diff(both / m)))
-    spread = float((b / m).std())
+    # the effect is scale-free: values near the float limit are divided down first, so nothing overflows
+    m = max(abs(float(both[0])), abs(float(both[-1])))  # both is sorted
+    m = m if m > 1e150 else 1.0
+    wasserstein = float(np.sum(np.abs(diff[:-1]) * np.diff(both if m == 1.0 else both / m)))
+    spread = float((b if m == 1.0 else b / m).std())
     scale = spread if spread > 0 else max(abs(float(b[0])), 1.0) / m
     return result | {"statistic": d, "p_value": p, "effect_size": wasserstein / scale}
 
