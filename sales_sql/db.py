@@ -32,6 +32,11 @@ def run_sql(con: duckdb.DuckDBPyConnection, name: str, settings: Settings) -> No
     con.execute(sql_text(name, settings))
 
 
+def quote_literal(text: str) -> str:
+    """Text as a quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def quote_ident(name: str) -> str:
     """A name as a quoted SQL identifier (any text is safe inside)."""
     return '"' + name.replace('"', '""') + '"'

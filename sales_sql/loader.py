@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from .config import Settings, load_settings
-from .db import first_row, quote_ident, rebuild_history
+from .db import first_row, quote_ident, quote_literal, rebuild_history
 from .predict import invalidate
 
 TARGETS = ("sale_time", "branch_id", "invoice_number", "item_code", "quantity_sold", "unit_price", "customer_id")
@@ -52,10 +52,6 @@ class LoadReport:
     rejected: int = 0
     returns: int = 0  # loaded lines with quantity <= 0: kept, but not used for training
     reasons: dict[str, int] = field(default_factory=dict)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def parse_mapping(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -147,10 +143,10 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, preset: str, mapping: dic
     name = path.name.lower()
     con.execute("DROP TABLE IF EXISTS _csv_rejects; DROP TABLE IF EXISTS _csv_scans")
     if name.endswith(PARQUET_SUFFIXES):
-        source = f"read_parquet({_literal(str(path))}, file_row_number = true)"
+        source = f"read_parquet({quote_literal(str(path))}, file_row_number = true)"
         line = "file_row_number + 1"
     elif name.endswith(CSV_SUFFIXES):
-        source = (f"read_csv({_literal(str(path))}, all_varchar = true, header = true, store_rejects = true, "
+        source = (f"read_csv({quote_literal(str(path))}, all_varchar = true, header = true, store_rejects = true, "
                   "rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')")
         line = None
     else:
@@ -234,7 +230,7 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                     FROM _stage WHERE reason IS NULL
                 )
                 SELECT sale_time, branch_id, invoice_number, item_code, quantity_sold, unit_price, customer_id,
-                       line_key, {_literal(str(path))}, line
+                       line_key, {quote_literal(str(path))}, line
                 FROM keyed
                 WHERE line_key NOT IN (SELECT line_key FROM invoices)
                 QUALIFY row_number() OVER (PARTITION BY line_key ORDER BY line) = 1

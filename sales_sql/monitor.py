@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import Settings
-from .db import first_row, is_read_only, sql_text
+from .db import first_row, is_read_only, quote_literal, sql_text
 
 BASELINE_ROWS = 100_000
 TOP_CATEGORIES = 20
@@ -64,10 +64,6 @@ class DriftReport:
         return [r for r in self.rows if r["is_drift"]]
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def check(con, settings: Settings, *, window_days: int | None = None, end: dt.date | None = None,
           window_sql: str | None = None, save: bool = True) -> DriftReport:
     """Run sql/drift.sql on a window of usable lines (the `window_days` days up to `end`, default: up to the
@@ -98,7 +94,7 @@ def check(con, settings: Settings, *, window_days: int | None = None, end: dt.da
     if not first_row(con, "SELECT count(*) FROM drift_window")[0]:
         raise DriftError(f"the window {start} .. {end} holds no usable invoice lines; choose another --end or a "
                          "longer --window")
-    sql = sql_text("drift", settings, model_name=_literal(settings.model_name), version=int(version),
+    sql = sql_text("drift", settings, model_name=quote_literal(settings.model_name), version=int(version),
                    top=TOP_CATEGORIES, ks_threshold=float(settings.ks_effect_threshold),
                    chi2_threshold=float(settings.chi2_effect_threshold), alpha=float(settings.drift_alpha),
                    performance_drop=float(settings.performance_drop))

@@ -308,15 +308,15 @@ class Batch:
 
 @dataclass
 class Deployment:
-    source: str                    # MODEL or a fallback cause
+    source: str                         # MODEL or a fallback cause
     version: int | None
-    booster: xgb.Booster | None    # all cores
-    single: xgb.Booster | None     # the same model on one thread, for calls that run beside others
-    spec: dict | None
     index: HistoryIndex
     generation: int
-    reason: str = ""
-    plan: tuple | None = None      # plan(spec), computed once
+    reason: str = ""                    # why the fallback answers (empty for MODEL)
+    booster: xgb.Booster | None = None  # all cores
+    single: xgb.Booster | None = None   # the same model on one thread, for calls that run beside others
+    spec: dict | None = None
+    plan: tuple | None = None           # plan(spec), computed once
 
 
 def load_deployment(con, settings: Settings) -> Deployment:
@@ -328,10 +328,10 @@ def load_deployment(con, settings: Settings) -> Deployment:
                            [settings.model_name]).fetchall()
         current = feature_spec(con, settings)
     except duckdb.CatalogException:
-        return Deployment(NO_MODEL, None, None, None, None, HistoryIndex(), _generation,
+        return Deployment(NO_MODEL, None, HistoryIndex(), _generation,
                           "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
     if not rows:
-        return Deployment(NO_MODEL, None, None, None, None, index, _generation,
+        return Deployment(NO_MODEL, None, index, _generation,
                           f"no model {settings.model_name!r} is deployed in this database; run `sales-sql promote`")
     version, raw, spec_json = rows[0]
     try:
@@ -344,15 +344,16 @@ def load_deployment(con, settings: Settings) -> Deployment:
         single = booster.copy()
         single.set_param({"nthread": 1})
     except (ValueError, KeyError, TypeError, xgb.core.XGBoostError) as e:
-        return Deployment(UNREADABLE, version, None, None, None, index, _generation,
+        return Deployment(UNREADABLE, version, index, _generation,
                           f"the deployed model v{version} cannot be read ({str(e).splitlines()[0][:200]}); "
                           "promote a version again with `sales-sql promote`")
     if spec != current:
         differ = sorted(k for k in current if spec.get(k) != current[k])
-        return Deployment(MISMATCH, version, None, None, None, index, _generation,
+        return Deployment(MISMATCH, version, index, _generation,
                           f"the deployed model v{version} was trained with a different feature spec ({', '.join(differ)} "
                           "differ from the current config and SQL); retrain and promote a new version")
-    return Deployment(MODEL, version, booster, single, spec, index, _generation, plan=plan(spec))
+    return Deployment(MODEL, version, index, _generation, booster=booster, single=single, spec=spec,
+                      plan=plan(spec))
 
 
 class Predictor:
