@@ -2,7 +2,7 @@
 
 1. SQL: `predict_sales_class(...)` over every invoice line, divided by one `booster.inplace_predict` (all
    cores) over the same lines' prebuilt feature matrix with the same model. Target <= 1.15. Each side is run
-   three times, interleaved, and the best time of each is used.
+   five times, interleaved, and the best time of each is used.
    The bulk path (`sales-sql predict`'s score_into, into a table) is reported the same way.
 2. The seed system's way of serving (rows read into pandas, one feature dict per row, one predict per row)
    over 100k lines, divided by the SQL function over the same lines. Target >= 50. The per-row side is given
@@ -99,7 +99,7 @@ def main():
     dep.booster.inplace_predict(X[:1000])
     query = f"SELECT predict_sales_class({ARGS}) AS label FROM invoices"
     t_direct = t_sql = t_bulk = float("inf")
-    for _ in range(3):  # interleaved, best of three: this machine's speed drifts between runs
+    for _ in range(5):  # interleaved, best of five: this machine's speed drifts between runs
         t, proba = timed(lambda: dep.booster.inplace_predict(X))
         t_direct = min(t_direct, t)
         t, counts = timed(lambda: con.sql(f"SELECT label, count(*) FROM ({query}) GROUP BY ALL ORDER BY 1").fetchall())

@@ -2,8 +2,8 @@
 prediction day from the `history` table that training reads.
 
 Features are those of the training_set view, row for row: calendar and price from the arguments, hashed keys
-from features.hash_matrix, and history as of the day before (the latest history row of each key strictly before
-the prediction day, what the view's ASOF joins pick). The view stays the definition; tests check that this
+as features.py defines them, and history as of the day before (the latest history row of each key strictly
+before the prediction day, what the view's ASOF joins pick). The view stays the definition; tests check that this
 module gives identical matrices for every line of a database.
 
 History look-ups run on an in-memory copy of `history` (one per process and database, loaded on first use and
@@ -28,7 +28,7 @@ import xgboost as xgb
 from numba import njit
 
 from .config import Settings
-from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _string_buffers, hash_matrix
+from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _hash_kernel, _same_bytes, _string_buffers
 from .training import CLASSES, feature_spec
 
 log = logging.getLogger("sales_sql")
@@ -79,18 +79,10 @@ def _seed(kind):
 
 
 @njit(nogil=True, cache=True)
-def _key_hashes(kind, a_off, a_data, a_valid, b_off, b_data, b_valid, two, ok, out, present):
-    """Per row, the hash of the kind's prefix byte, a, and for two-part keys chr(31) and b (the view's
-    a || chr(31) || b); present is False where a part is NULL or `ok` is False."""
-    sep = np.uint64(31)
-    prime = np.uint64(_FNV_PRIME)
+def _key_hashes(kind, offsets, data, out):
+    """The hash of each key of history (two-part keys are stored as the view joins them, a || chr(31) || b)."""
     for r in range(out.shape[0]):
-        present[r] = ok[r] and a_valid[r] and (b_valid[r] or not two)
-        if present[r]:
-            h = _fnv(_seed(kind), a_off, a_data, r)
-            if two:
-                h = _fnv((h ^ sep) * prime, b_off, b_data, r)
-            out[r] = _fmix64(h)
+        out[r] = _fmix64(_fnv(_seed(kind), offsets, data, r))
 
 
 @njit(nogil=True, cache=True)
@@ -103,36 +95,6 @@ def _build_table(key_hash, key_start, key_count, table):
             slot = (slot + 1) & mask
         table[slot, 0] = key_hash[k]
         table[slot, 1] = (np.uint64(key_start[k]) << np.uint64(32)) | np.uint64(key_count[k])
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _find(h, kind, day, tables, days):
-    """Row of the key's latest history entry strictly before `day`, or -1."""
-    table = tables[kind]
-    mask = table.shape[0] - 1
-    slot = np.int64(h & np.uint64(mask))
-    while table[slot, 1] != 0:
-        if table[slot, 0] == h:
-            lo = np.int64(table[slot, 1] >> np.uint64(32))
-            hi = lo + np.int64(table[slot, 1] & np.uint64(0xFFFFFFFF))
-            j = lo + np.searchsorted(days[lo:hi], day) if hi - lo > 8 else lo
-            while j < hi and days[j] < day:  # most keys have few days
-                j += 1
-            return j - 1 if j > lo else -1
-        slot = (slot + 1) & mask
-    return -1
-
-
-@njit(nogil=True, cache=True)
-def _find_all(hashes, present, kind, day, tables, days, out):
-    """out[r] = _find for every row of one kind (a pass per kind keeps that kind's table in cache)."""
-    for r in range(hashes.shape[0]):
-        if not present[r]:
-            out[r] = -1
-        elif r > 0 and present[r - 1] and hashes[r] == hashes[r - 1] and day[r] == day[r - 1]:
-            out[r] = out[r - 1]  # the lines of one invoice repeat their branch and customer
-        else:
-            out[r] = _find(hashes[r], kind, day[r], tables, days)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -158,73 +120,140 @@ def _jan1(y):
     return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + 306 - 719468
 
 
-# what a matrix column holds (plan codes) ...
-DOW, DOM, MONTH, DOY, PRICE, RATIO, STAT, DAYS_SINCE, HASHED = range(9)
-_CALENDAR = {"day_of_week": DOW, "day_of_month": DOM, "month": MONTH, "day_of_year": DOY}
-# ... and the kinds in the order of Batch.rows
+# the key kinds, in the order of Batch.rows
 KIND_ORDER = ("branch_item", "item", "branch", "customer", "customer_item")
+_CALENDAR = ("day_of_week", "day_of_month", "month", "day_of_year")
+_PREFIXES = ("bi", "item", "branch", "customer", "ci")  # feature-name prefixes, in KIND_ORDER
+_LAYOUT_STATS = STATS + ("days_since",)
+_STAT_AT = 7  # layout: 4 calendar columns, unit_price, price_vs_item, price_vs_branch_item, 5 x 5 statistics, buckets
+_HASHED_AT = _STAT_AT + len(KIND_ORDER) * len(_LAYOUT_STATS)
+
+
+def plan(spec: dict) -> np.ndarray:
+    """The matrix column of each computable feature (-1 where the spec lacks it), laid out as _fill reads
+    it; KeyError for a feature name this module cannot compute."""
+    layout = np.full(_HASHED_AT + spec["buckets"], -1, np.int64)
+    for j, name in enumerate(spec["features"]):
+        prefix, _, rest = name.partition("_")
+        if name in _CALENDAR:
+            layout[_CALENDAR.index(name)] = j
+        elif name in ("unit_price", "price_vs_item", "price_vs_branch_item"):
+            layout[4 + ("unit_price", "price_vs_item", "price_vs_branch_item").index(name)] = j
+        elif prefix == "hashed" and rest.isdigit() and int(rest) < spec["buckets"]:
+            layout[_HASHED_AT + int(rest)] = j
+        elif prefix in _PREFIXES and rest in _LAYOUT_STATS:
+            layout[_STAT_AT + _PREFIXES.index(prefix) * len(_LAYOUT_STATS) + _LAYOUT_STATS.index(rest)] = j
+        else:
+            raise KeyError(name)
+    return layout
 
 
 @njit(nogil=True, cache=True)
-def _fill(what, kind, arg, rows, day, price, hist, hashed, out):
-    """The feature matrix, row by row, from the plan (what, kind, arg per column)."""
-    for r in range(out.shape[0]):
-        y, m, d = _civil(np.int64(day[r]))
-        for j in range(what.shape[0]):
-            w = what[j]
-            row = rows[kind[j], r]
-            if w == DOW:
-                v = (np.int64(day[r]) + 3) % 7 + 1  # 1970-01-01 was a Thursday (isodow 4)
-            elif w == DOM:
-                v = d
-            elif w == MONTH:
-                v = m
-            elif w == DOY:
-                v = np.int64(day[r]) - _jan1(y) + 1
-            elif w == PRICE:
-                v = price[r]
-            elif w == HASHED:
-                v = hashed[r, arg[j]]
-            elif row < 0:
-                v = np.nan
-            elif w == RATIO:
-                v = price[r] / hist[row].price_mean  # in float64, as the view divides
-            elif w == STAT:
-                rec = hist[row]
-                a = arg[j]
-                v = rec.n if a == 0 else rec.log_qty_mean if a == 1 else rec.share_low if a == 2 else rec.share_high
+def _lookups(day, ok, b_off, b_data, b_valid, i_off, i_data, i_valid, c_off, c_data, c_valid, tables, days, rows):
+    """The as-of look-ups of the five key kinds into rows (in KIND_ORDER): the row of each key's latest history
+    entry strictly before the day, or -1.
+
+    A pass per kind keeps that kind's table in cache, and each pass has three loops (hash, probe, bisect) whose
+    iterations do not wait for one another, so the memory reads of many rows are under way at once."""
+    sep, prime = np.uint64(31), np.uint64(_FNV_PRIME)
+    n = day.shape[0]
+    hashes, todo, lo, hi = np.empty(n, np.uint64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    for kind in range(5):
+        two = kind == 0 or kind == 4
+        a_off, a_data, a_valid = (b_off, b_data, b_valid) if kind == 0 or kind == 2 else \
+            (c_off, c_data, c_valid) if kind == 3 or kind == 4 else (i_off, i_data, i_valid)
+        state = h = np.uint64(0)
+        prev_s = prev_e = np.int64(-1)
+        prev_ok = False  # whether the row before had a key of this kind
+        m = 0
+        for r in range(n):
+            rows[kind, r] = -1
+            if not (ok[r] and a_valid[r] and (i_valid[r] or not two)):
+                prev_ok = False
+                continue
+            s, e = np.int64(a_off[r]), np.int64(a_off[r + 1])
+            if prev_s < 0 or not _same_bytes(a_data, s, e, prev_s, prev_e):  # a branch or customer repeats
+                state = _fnv(_seed(kind), a_off, a_data, r)
+                prev_s, prev_e = s, e
+            same = prev_ok and day[r] == day[r - 1]
+            prev_h = h
+            h = _fmix64(_fnv((state ^ sep) * prime, i_off, i_data, r) if two else state)
+            prev_ok = True
+            if same and h == prev_h:
+                rows[kind, r] = -2  # the lines of one invoice repeat their branch and customer: as the row before
             else:
-                v = np.int64(day[r]) - np.int64(hist[row].day)
-            out[r, j] = v
+                hashes[m], todo[m] = h, r
+                m += 1
+        table = tables[kind]
+        mask = table.shape[0] - 1
+        for k in range(m):  # the key's run of history rows (open addressing, linear probing)
+            slot = np.int64(hashes[k] & np.uint64(mask))
+            lo[k] = hi[k] = 0
+            while table[slot, 1] != 0:
+                if table[slot, 0] == hashes[k]:
+                    lo[k] = np.int64(table[slot, 1] >> np.uint64(32))
+                    hi[k] = lo[k] + np.int64(table[slot, 1] & np.uint64(0xFFFFFFFF))
+                    break
+                slot = (slot + 1) & mask
+        for k in range(m):  # the first day of the run not before the row's day; the row before it is the answer
+            d, at, count = day[todo[k]], lo[k], hi[k] - lo[k]
+            while count > 0:
+                half = count >> 1
+                if days[at + half] < d:
+                    at, count = at + half + 1, count - half - 1
+                else:
+                    count = half
+            rows[kind, todo[k]] = at - 1 if at > lo[k] else -1
+        for r in range(n):
+            if rows[kind, r] == -2:
+                rows[kind, r] = rows[kind, r - 1]
 
 
-def plan(spec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(what, kind, arg) per feature of the spec; KeyError for a name this module cannot compute."""
-    prefixes = {"bi": 0, "item": 1, "branch": 2, "customer": 3, "ci": 4}
-    rows = []
-    for name in spec["features"]:
-        prefix, _, rest = name.partition("_")
-        if name in _CALENDAR:
-            rows.append((_CALENDAR[name], 0, 0))
-        elif name == "unit_price":
-            rows.append((PRICE, 0, 0))
-        elif name in ("price_vs_item", "price_vs_branch_item"):
-            rows.append((RATIO, 1 if name == "price_vs_item" else 0, 0))
-        elif prefix == "hashed" and rest.isdigit() and int(rest) < spec["buckets"]:
-            rows.append((HASHED, 0, int(rest)))
-        elif prefix in prefixes and rest in STATS:
-            rows.append((STAT, prefixes[prefix], STATS.index(rest)))
-        elif prefix in prefixes and rest == "days_since":
-            rows.append((DAYS_SINCE, prefixes[prefix], 0))
-        else:
-            raise KeyError(name)
-    what, kind, arg = (np.array(c, np.int8) for c in zip(*rows))
-    return what, kind, arg
+@njit(nogil=True, cache=True)
+def _fill(day, price, days, hist, hashed, layout, rows, out):
+    """The feature matrix in the columns the layout from plan() gives (a loop per group of columns: small
+    loop bodies let the history reads of many rows overlap)."""
+    n = day.shape[0]
+    nan = np.float32(np.nan)
+    for kind in range(5):
+        at = _STAT_AT + 5 * kind
+        c = layout[at:at + 5]
+        if (c < 0).all():
+            continue
+        for r in range(n):
+            row = rows[kind, r]
+            if row < 0:
+                for k in range(5):
+                    if c[k] >= 0:
+                        out[r, c[k]] = nan
+                continue
+            rec = hist[row]
+            for k, v in enumerate((rec.n, rec.log_qty_mean, rec.share_low, rec.share_high)):
+                if c[k] >= 0:
+                    out[r, c[k]] = v
+            if c[4] >= 0:
+                out[r, c[4]] = day[r] - days[row]
+    for r in range(n):
+        d = np.int64(day[r])
+        y, m, dd = _civil(d)
+        for j, v in enumerate(((d + 3) % 7 + 1, dd, m, d - _jan1(y) + 1)):  # 1970-01-01 was a Thursday
+            if layout[j] >= 0:
+                out[r, layout[j]] = v
+        if layout[4] >= 0:
+            out[r, layout[4]] = price[r]
+        for j, kind in ((5, 1), (6, 0)):  # price over the item's, then the branch x item's mean price
+            if layout[j] >= 0:
+                row = rows[kind, r]
+                out[r, layout[j]] = price[r] / hist[row].price_mean if row >= 0 else np.nan  # in float64
+        for k in range(hashed.shape[1]):
+            if layout[_HASHED_AT + k] >= 0:
+                out[r, layout[_HASHED_AT + k]] = hashed[r, k]
 
 
-# one history row: the statistics as float32 (what the matrix holds), the day, and the mean price as float64
-# (a divisor, as in the view); 32 bytes, so a look-up touches one cache line
-HISTORY_ROW = np.dtype([(s, np.float32) for s in STATS] + [("day", np.int32), ("price_mean", np.float64)], align=True)
+# one history row: the statistics as float32 (what the matrix holds) and the mean price as float64 (a divisor,
+# as in the view), padded to 32 bytes so that a look-up touches one cache line; the days are in their own array
+HISTORY_ROW = np.dtype({"names": [*STATS, "price_mean"], "formats": [np.float32] * len(STATS) + [np.float64],
+                        "offsets": [4 * k for k in range(len(STATS))] + [16], "itemsize": 32})
 
 
 class HistoryIndex:
@@ -234,7 +263,7 @@ class HistoryIndex:
     def __init__(self, con=None):
         total = con.sql("SELECT count(*) FROM history").fetchall()[0][0] if con is not None else 0
         self.hist = np.empty(total, HISTORY_ROW)
-        self.days = np.empty(total, np.int32)  # also apart from hist: bisecting a run of days reads fewer lines
+        self.days = np.empty(total, np.int32)  # apart from hist: bisecting a run of days reads fewer lines
         tables, at = [], 0
         for kind_id, kind in enumerate(KIND_ORDER):
             t = con.sql(f"""SELECT key, CAST(sale_day - DATE '1970-01-01' AS INTEGER) AS day,
@@ -243,8 +272,7 @@ class HistoryIndex:
             n = t.num_rows if total else 0
             hashes = np.zeros(n, np.uint64)
             if n:
-                keys, ok = _string_buffers(t["key"]), np.ones(n, np.bool_)
-                _key_hashes(kind_id, *keys, *keys, False, ok, hashes, np.empty(n, np.bool_))
+                _key_hashes(kind_id, *_string_buffers(t["key"])[:2], hashes)
             days = t["day"].to_numpy().astype(np.int32) if n else np.zeros(0, np.int32)
             order = np.lexsort((days, hashes))
             hashes = hashes[order]
@@ -252,7 +280,7 @@ class HistoryIndex:
             if n and len(first) != pc.count_distinct(t["key"]).as_py():
                 raise RuntimeError(f"two {kind} keys share a 64-bit hash; predictions cannot look history up")
             block = self.hist[at:at + n]
-            block["day"] = self.days[at:at + n] = days[order]
+            self.days[at:at + n] = days[order]
             for name in STATS + ("price_mean",):
                 block[name] = t[name].to_numpy(zero_copy_only=False)[order] if n else []
             table = np.zeros((1 << max(int(2 * len(first)).bit_length(), 4), 2), np.uint64)
@@ -264,31 +292,42 @@ class HistoryIndex:
 
 # ---- one batch of arguments -> features ------------------------------------------------------------------
 
+_NO_COLUMNS = np.full(_HASHED_AT + 1, -1, np.int64)  # a layout for look-ups alone
+
+
 class Batch:
-    """The arguments of predict_sales for some rows, with the history rows found for each key kind."""
+    """The arguments of predict_sales for some rows; after matrix() or heuristic(), `rows` holds the history row
+    found for each key kind (KIND_ORDER) and row, or -1."""
 
     def __init__(self, index: HistoryIndex, day, branch, item, price, customer):
         day = day.combine_chunks() if isinstance(day, pa.ChunkedArray) else day
         self.n = len(day)
-        raw = pc.cast(day, pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
-        valid = day.is_valid().to_numpy(zero_copy_only=False) if day.null_count else np.ones(self.n, np.bool_)
+        if day.type == pa.date32() and self.n:  # what DuckDB hands over: the day numbers as they are
+            raw = np.frombuffer(day.buffers()[1], np.int32, self.n, day.offset * 4)
+        else:
+            raw = pc.cast(day, pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
+        valid = day.is_valid().to_numpy(zero_copy_only=False) if day.null_count else True
         self.ok_day = valid & (raw >= FIRST_DAY) & (raw <= LAST_DAY)
         self.day = np.where(self.ok_day, raw, 0).astype(np.int32)
-        self.branch, self.item = branch, item
-        self.price = pc.cast(price, pa.float64()).to_numpy(zero_copy_only=False)
+        price = pc.cast(price, pa.float64()) if price.type != pa.float64() else price
+        self.price = price.to_numpy(zero_copy_only=False)
         self.index = index
-        self.rows = np.empty((len(KIND_ORDER), self.n), np.int64)
-        hashes, present = np.zeros(self.n, np.uint64), np.empty(self.n, np.bool_)
-        b, i, c = _string_buffers(branch), _string_buffers(item), _string_buffers(customer)
-        for kind, (first, second) in enumerate(((b, i), (i, None), (b, None), (c, None), (c, i))):  # KIND_ORDER
-            _key_hashes(kind, *first, *(second or first), second is not None, self.ok_day, hashes, present)
-            _find_all(hashes, present, kind, self.day, index.tables, index.days, self.rows[kind])
+        self.keys = (*_string_buffers(branch), *_string_buffers(item), *_string_buffers(customer))
+        self.rows = None
 
-    def matrix(self, spec: dict, plan_arrays=None) -> np.ndarray:
+    def matrix(self, spec: dict, layout=None) -> np.ndarray:
         """float32 features in spec order, as training.to_matrix gives them from training_set."""
-        out = np.empty((self.n, len(spec["features"])), np.float32)
-        hashed = hash_matrix(self.branch, self.item, spec["buckets"])
-        _fill(*(plan_arrays or plan(spec)), self.rows, self.day, self.price, self.index.hist, hashed, out)
+        return self._run(plan(spec) if layout is None else layout, len(spec["features"]))
+
+    def _run(self, layout, width):
+        out = np.empty((self.n, width), np.float32)
+        self.rows = np.empty((len(KIND_ORDER), self.n), np.int64)
+        index = self.index
+        _lookups(self.day, self.ok_day, *self.keys, index.tables, index.days, self.rows)
+        if width:
+            hashed = np.zeros((self.n, len(layout) - _HASHED_AT), np.float32)  # features.py's hashed terms
+            _hash_kernel(*self.keys[:6], hashed.shape[1], hashed)
+            _fill(self.day, self.price, index.days, index.hist, hashed, layout, self.rows, out)
         return out
 
     def heuristic(self) -> np.ndarray:
@@ -296,6 +335,8 @@ class Batch:
         else all on LOW (the seed system's safe mode)."""
         proba = np.zeros((self.n, 3), np.float32)
         proba[:, 0] = 1.0
+        if self.rows is None:
+            self._run(_NO_COLUMNS, 0)
         for kind in (1, 0):  # item, then branch x item, which wins where both are known
             rows = self.rows[kind]
             found = self.index.hist[rows[rows >= 0]]
@@ -316,7 +357,7 @@ class Deployment:
     booster: xgb.Booster | None = None  # all cores
     single: xgb.Booster | None = None   # the same model on one thread, for calls that run beside others
     spec: dict | None = None
-    plan: tuple | None = None           # plan(spec), computed once
+    plan: np.ndarray | None = None      # plan(spec), computed once
 
 
 def load_deployment(con, settings: Settings) -> Deployment:
@@ -406,9 +447,10 @@ class Predictor:
         sources = np.where(batch.ok_day, source, SOURCES.index(INVALID_DATE)).astype(np.int8)
         return label, proba, sources, dep.version if dep.booster is not None else None, batch
 
-    def class_arrow(self, day, branch, item, price, customer) -> pa.StringArray:
-        label = self.predict(day, branch, item, price, customer)[0]
-        return _CLASS_NAMES.take(pa.array(label, mask=label < 0))
+    def class_arrow(self, day, branch, item, price, customer) -> pa.DictionaryArray:
+        label = self.predict(day, branch, item, price, customer)[0].astype(np.int8)
+        # dictionary-encoded: DuckDB reads it as VARCHAR, and it is cheaper to build than strings
+        return pa.DictionaryArray.from_arrays(pa.array(label, mask=label < 0), _CLASS_NAMES)
 
     def predict_arrow(self, day, branch, item, price, customer) -> pa.StructArray:
         label, p_low, p_medium, p_high, source, version = _columns(*self.predict(day, branch, item, price, customer))
