@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -293,6 +294,7 @@ class HistoryIndex:
 # ---- one batch of arguments -> features ------------------------------------------------------------------
 
 _NO_COLUMNS = np.full(_HASHED_AT + 1, -1, np.int64)  # a layout for look-ups alone
+SPLIT_ROWS = 100_000  # batches this long (bulk scoring) compute their features on two threads
 
 
 class Batch:
@@ -323,11 +325,21 @@ class Batch:
         out = np.empty((self.n, width), np.float32)
         self.rows = np.empty((len(KIND_ORDER), self.n), np.int64)
         index = self.index
-        _lookups(self.day, self.ok_day, *self.keys, index.tables, index.days, self.rows)
-        if width:
-            hashed = np.zeros((self.n, len(layout) - _HASHED_AT), np.float32)  # features.py's hashed terms
-            _hash_kernel(*self.keys[:6], hashed.shape[1], hashed)
-            _fill(self.day, self.price, index.days, index.hist, hashed, layout, self.rows, out)
+
+        def part(a, b):
+            keys = [k[a:b + 1] if j % 3 == 0 else k[a:b] if j % 3 == 2 else k for j, k in enumerate(self.keys)]
+            rows = self.rows[:, a:b]
+            _lookups(self.day[a:b], self.ok_day[a:b], *keys, index.tables, index.days, rows)
+            if width:
+                hashed = np.zeros((b - a, len(layout) - _HASHED_AT), np.float32)  # features.py's hashed terms
+                _hash_kernel(*keys[:6], hashed.shape[1], hashed)
+                _fill(self.day[a:b], self.price[a:b], index.days, index.hist, hashed, layout, rows, out[a:b])
+
+        if self.n < SPLIT_ROWS:
+            part(0, self.n)
+        else:  # a bulk batch: both halves at once (the kernels release the GIL)
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(part, (0, self.n // 2), (self.n // 2, self.n)))
         return out
 
     def heuristic(self) -> np.ndarray:

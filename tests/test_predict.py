@@ -58,8 +58,10 @@ def db(trained, tmp_path, settings):
     sales_sql.close(path)
 
 
-def test_prediction_time_features_equal_the_training_view_on_every_line(trained, settings):
+@pytest.mark.parametrize("split_rows", [predict.SPLIT_ROWS, 1000], ids=["one thread", "two threads"])
+def test_prediction_time_features_equal_the_training_view_on_every_line(trained, settings, monkeypatch, split_rows):
     db, table, spec, X, _ = trained
+    monkeypatch.setattr(predict, "SPLIT_ROWS", split_rows)  # bulk batches compute their halves side by side
     con = sales_sql.connect(db, read_only=True, settings=settings)
     batch = predict.Batch(predict.HistoryIndex(con), *[table[c] for c in ARGS.split(", ")])
     Y = batch.matrix(spec)
