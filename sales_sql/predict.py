@@ -126,8 +126,9 @@ KIND_ORDER = ("branch_item", "item", "branch", "customer", "customer_item")
 _CALENDAR = ("day_of_week", "day_of_month", "month", "day_of_year")
 _PREFIXES = ("bi", "item", "branch", "customer", "ci")  # feature-name prefixes, in KIND_ORDER
 _LAYOUT_STATS = STATS + ("days_since",)
+_PER_KIND = len(_LAYOUT_STATS)
 _STAT_AT = 7  # layout: 4 calendar columns, unit_price, price_vs_item, price_vs_branch_item, 5 x 5 statistics, buckets
-_HASHED_AT = _STAT_AT + len(KIND_ORDER) * len(_LAYOUT_STATS)
+_HASHED_AT = _STAT_AT + len(KIND_ORDER) * _PER_KIND
 
 
 def plan(spec: dict) -> np.ndarray:
@@ -143,7 +144,7 @@ def plan(spec: dict) -> np.ndarray:
         elif prefix == "hashed" and rest.isdigit() and int(rest) < spec["buckets"]:
             layout[_HASHED_AT + int(rest)] = j
         elif prefix in _PREFIXES and rest in _LAYOUT_STATS:
-            layout[_STAT_AT + _PREFIXES.index(prefix) * len(_LAYOUT_STATS) + _LAYOUT_STATS.index(rest)] = j
+            layout[_STAT_AT + _PREFIXES.index(prefix) * _PER_KIND + _LAYOUT_STATS.index(rest)] = j
         else:
             raise KeyError(name)
     return layout
@@ -159,7 +160,7 @@ def _lookups(day, ok, b_off, b_data, b_valid, i_off, i_data, i_valid, c_off, c_d
     sep, prime = np.uint64(31), np.uint64(_FNV_PRIME)
     n = day.shape[0]
     hashes, todo, lo, hi = np.empty(n, np.uint64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
-    for kind in range(5):
+    for kind in range(len(KIND_ORDER)):
         two = kind == 0 or kind == 4
         a_off, a_data, a_valid = (b_off, b_data, b_valid) if kind == 0 or kind == 2 else \
             (c_off, c_data, c_valid) if kind == 3 or kind == 4 else (i_off, i_data, i_valid)
@@ -216,15 +217,15 @@ def _fill(day, price, days, hist, hashed, layout, rows, out):
     loop bodies let the history reads of many rows overlap)."""
     n = day.shape[0]
     nan = np.float32(np.nan)
-    for kind in range(5):
-        at = _STAT_AT + 5 * kind
-        c = layout[at:at + 5]
+    for kind in range(len(KIND_ORDER)):
+        at = _STAT_AT + _PER_KIND * kind
+        c = layout[at:at + _PER_KIND]
         if (c < 0).all():
             continue
         for r in range(n):
             row = rows[kind, r]
             if row < 0:
-                for k in range(5):
+                for k in range(_PER_KIND):
                     if c[k] >= 0:
                         out[r, c[k]] = nan
                 continue
@@ -293,7 +294,6 @@ class HistoryIndex:
 
 # ---- one batch of arguments -> features ------------------------------------------------------------------
 
-_NO_COLUMNS = np.full(_HASHED_AT + 1, -1, np.int64)  # a layout for look-ups alone
 SPLIT_ROWS = 100_000  # batches this long (bulk scoring) compute their features on two threads
 
 
@@ -348,7 +348,7 @@ class Batch:
         proba = np.zeros((self.n, 3), np.float32)
         proba[:, 0] = 1.0
         if self.rows is None:
-            self._run(_NO_COLUMNS, 0)
+            self._run(None, 0)  # look-ups alone
         for kind in (1, 0):  # item, then branch x item, which wins where both are known
             rows = self.rows[kind]
             found = self.index.hist[rows[rows >= 0]]
