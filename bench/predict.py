@@ -2,7 +2,8 @@
 
 1. SQL: `predict_sales_class(...)` over every invoice line, divided by one `booster.inplace_predict` (all
    cores) over the same lines' prebuilt feature matrix with the same model. Target <= 1.15. Each side is run
-   five times, interleaved, and the best time of each is used.
+   five times, interleaved; the ratio is of the best times, and the ratios of each run to the direct call just
+   before it are summarised too (median and range: this machine's speed drifts 10-20% between runs).
    The bulk path (`sales-sql predict`'s score_into, into a table) is reported the same way.
 2. The seed system's way of serving (rows read into pandas, one feature dict per row, one predict per row)
    over 100k lines, divided by the SQL function over the same lines. Target >= 50. The per-row side is given
@@ -98,20 +99,24 @@ def main():
     X = np.ascontiguousarray(X)
     dep.booster.inplace_predict(X[:1000])
     query = f"SELECT predict_sales_class({ARGS}) AS label FROM invoices"
-    t_direct = t_sql = t_bulk = float("inf")
-    for _ in range(5):  # interleaved, best of five: this machine's speed drifts between runs
+    direct, sql, bulk = [], [], []
+    for _ in range(5):  # interleaved: this machine's speed drifts between runs
         t, proba = timed(lambda: dep.booster.inplace_predict(X))
-        t_direct = min(t_direct, t)
+        direct.append(t)
         t, counts = timed(lambda: con.sql(f"SELECT label, count(*) FROM ({query}) GROUP BY ALL ORDER BY 1").fetchall())
-        t_sql = min(t_sql, t)
-        t_bulk = min(t_bulk, timed(lambda: score_into(con, settings, "_bench_scored", replace=True))[0])
+        sql.append(t)
+        bulk.append(timed(lambda: score_into(con, settings, "_bench_scored", replace=True))[0])
+    t_direct = min(direct)
     direct_counts = dict(zip(*np.unique(np.array(["LOW", "MEDIUM", "HIGH"])[proba.argmax(1)], return_counts=True)))
     agree = {k: int(v) for k, v in counts} == {k: int(v) for k, v in direct_counts.items()}
     print(f"model v{dep.version}: {dep.booster.num_boosted_rounds()} rounds; {n:,} invoice lines; "
           f"SQL and direct predictions agree: {agree}")
     print(f"  direct inplace_predict  {t_direct:7.2f} s")
-    print(f"  SELECT predict_sales_class(...)  {t_sql:7.2f} s   ratio {t_sql / t_direct:.3f}  (target <= 1.15)")
-    print(f"  bulk score_into (table)  {t_bulk:7.2f} s   ratio {t_bulk / t_direct:.3f}")
+    for name, times, target in (("SELECT predict_sales_class(...)", sql, "  (target <= 1.15)"),
+                                ("bulk score_into (table)", bulk, "")):
+        pairs = np.array(times) / np.array(direct)  # each run over the direct call just before it
+        print(f"  {name}  {min(times):7.2f} s   ratio {min(times) / t_direct:.3f}{target}; "
+              f"run by run {np.median(pairs):.3f} median, {pairs.min():.3f}-{pairs.max():.3f}")
 
     # 2. seed-style per-row serving over 100k lines
     m = int(os.environ.get("SEED_ROWS", 100_000))
