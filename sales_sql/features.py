@@ -36,6 +36,15 @@ def _fmix64(h):
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _fnv(h, off, data, r):
+    """FNV-1a-64 from state h over the bytes of string r of an Arrow column (offsets, data)."""
+    prime = np.uint64(_FNV_PRIME)
+    for k in range(off[r], off[r + 1]):
+        h = (h ^ np.uint64(data[k])) * prime
+    return h
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _same_bytes(data, s, e, ps, pe):
     if e - s != pe - ps:
         return False
@@ -48,7 +57,6 @@ def _same_bytes(data, s, e, ps, pe):
 @njit(nogil=True, cache=True)
 def _column_hashes(offsets, data, valid, seed, out, present):
     """key_hash of every string of one Arrow column; a run of equal strings is hashed once."""
-    prime = np.uint64(_FNV_PRIME)
     prev_s = np.int64(-1)
     prev_e = np.int64(-1)
     prev_h = np.uint64(0)
@@ -59,12 +67,7 @@ def _column_hashes(offsets, data, valid, seed, out, present):
         if prev_s >= 0 and _same_bytes(data, s, e, prev_s, prev_e):
             out[r] = prev_h
             continue
-        h = np.uint64(_FNV_OFFSET) ^ seed
-        k = s
-        while k < e:
-            h = (h ^ np.uint64(data[k])) * prime
-            k += 1
-        h = _fmix64(h)
+        h = _fmix64(_fnv(np.uint64(_FNV_OFFSET) ^ seed, offsets, data, r))
         out[r] = h
         prev_s, prev_e, prev_h = s, e, h
 

@@ -29,7 +29,7 @@ import xgboost as xgb
 from numba import njit
 
 from .config import Settings
-from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _hash_kernel, _same_bytes, _string_buffers
+from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _fnv, _hash_kernel, _same_bytes, _string_buffers
 from .training import CLASSES, feature_spec
 
 log = logging.getLogger("sales_sql")
@@ -64,14 +64,6 @@ def invalidate() -> None:
 # The key hash is FNV-1a-64 (+ fmix64) of one byte naming the kind followed by the key string the view joins
 # on. Each kind has its own open-addressing table and its own block of history rows,
 # so the small kinds (branch, item) stay in cache.
-
-@njit(nogil=True, cache=True, inline="always")
-def _fnv(h, off, data, r):
-    prime = np.uint64(_FNV_PRIME)
-    for k in range(off[r], off[r + 1]):
-        h = (h ^ np.uint64(data[k])) * prime
-    return h
-
 
 @njit(nogil=True, cache=True, inline="always")
 def _seed(kind):
@@ -124,6 +116,7 @@ def _jan1(y):
 # the key kinds, in the order of Batch.rows
 KIND_ORDER = ("branch_item", "item", "branch", "customer", "customer_item")
 _CALENDAR = ("day_of_week", "day_of_month", "month", "day_of_year")
+_PRICE = ("unit_price", "price_vs_item", "price_vs_branch_item")
 _PREFIXES = ("bi", "item", "branch", "customer", "ci")  # feature-name prefixes, in KIND_ORDER
 _LAYOUT_STATS = STATS + ("days_since",)
 _PER_KIND = len(_LAYOUT_STATS)
@@ -139,8 +132,8 @@ def plan(spec: dict) -> np.ndarray:
         prefix, _, rest = name.partition("_")
         if name in _CALENDAR:
             layout[_CALENDAR.index(name)] = j
-        elif name in ("unit_price", "price_vs_item", "price_vs_branch_item"):
-            layout[4 + ("unit_price", "price_vs_item", "price_vs_branch_item").index(name)] = j
+        elif name in _PRICE:
+            layout[len(_CALENDAR) + _PRICE.index(name)] = j
         elif prefix == "hashed" and rest.isdigit() and int(rest) < spec["buckets"]:
             layout[_HASHED_AT + int(rest)] = j
         elif prefix in _PREFIXES and rest in _LAYOUT_STATS:
