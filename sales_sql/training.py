@@ -111,7 +111,24 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
     if len(present) < 2:
         raise TrainingError(f"the lines before {day} hold only class {present}; a classifier needs at least two "
                             "classes: load more data or move the cut-off")
-    return Dataset(day, spec, train, valid, to_matrix(train, spec), y_train, to_matrix(valid, spec), labels(valid))
+    X_train, X_valid = to_matrix(train, spec), to_matrix(valid, spec)
+    refuse_infinite(train, X_train, spec)
+    refuse_infinite(valid, X_valid, spec)
+    return Dataset(day, spec, train, valid, X_train, y_train, X_valid, labels(valid))
+
+
+def refuse_infinite(table: pa.Table, X: np.ndarray, spec: dict) -> None:
+    """XGBoost cannot learn from infinity: name the lines whose features hold it (a price the loader would have
+    rejected, written into invoices some other way, or one beyond float32's range)."""
+    rows, cols = np.nonzero(np.isinf(X))
+    if len(rows):
+        rows = np.unique(rows)
+        line, price = table["line_id"], table["unit_price"]
+        examples = ", ".join(f"line_id {line[int(r)].as_py()} (unit_price {price[int(r)].as_py()})" for r in rows[:3])
+        features = ", ".join(sorted({spec["features"][c] for c in cols}))
+        raise TrainingError(f"training_set has {len(rows)} line(s) with an infinite {features}, e.g. {examples}; prices "
+                            "must be finite and below 3.4e38: correct them in invoices (e.g. UPDATE invoices SET unit_price = "
+                            "NULL WHERE NOT isfinite(unit_price) OR abs(unit_price) > 3.4e38) and retrain")
 
 
 def prepare(db_path: str, settings: Settings, cutoff: str | None = None) -> tuple[Dataset, dict]:
