@@ -49,6 +49,18 @@ def first_row(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | 
     return rows[0] if rows else None
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection):
+    """BEGIN ... COMMIT around the block; ROLLBACK (and the exception goes on) when the block or COMMIT fails."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
     return first_row(con, "SELECT current_setting('access_mode')")[0] == "read_only"
 

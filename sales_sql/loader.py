@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from .config import Settings, load_settings
-from .db import first_row, quote_ident, quote_literal, rebuild_history
+from .db import first_row, quote_ident, quote_literal, rebuild_history, transaction
 from .predict import invalidate
 
 TARGETS = ("sale_time", "branch_id", "invoice_number", "item_code", "quantity_sold", "unit_price", "customer_id")
@@ -217,8 +217,7 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                 f"{path}: {report.rejected} unusable line(s), nothing loaded: {lines}{more}. Fix them, or pass "
                 "--allow-rejects to load the good lines and record the bad ones in rejected_rows."
             )
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             last_id = first_row(con, "SELECT coalesce(max(line_id), 0) FROM invoices")[0]
             con.execute(f"""
                 INSERT INTO invoices (sale_time, branch_id, invoice_number, item_code, quantity_sold, unit_price,
@@ -251,11 +250,7 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                          report.returns])
             if report.loaded:
                 rebuild_history(con, settings)
-            con.execute("COMMIT")
-            invalidate()  # predictions look history up as of the new lines
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        invalidate()  # predictions look history up as of the new lines
     finally:
         con.execute("DROP TABLE IF EXISTS _read; DROP TABLE IF EXISTS _lines; DROP TABLE IF EXISTS _stage; "
                     "DROP TABLE IF EXISTS _csv_rejects; DROP TABLE IF EXISTS _csv_scans")

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import Settings
-from .db import first_row, is_read_only, quote_literal, sql_text
+from .db import first_row, is_read_only, quote_literal, sql_text, transaction
 
 BASELINE_ROWS = 100_000
 TOP_CATEGORIES = 20
@@ -102,16 +102,11 @@ def check(con, settings: Settings, *, window_days: int | None = None, end: dt.da
     report = DriftReport(None, start, end, version, rows)
     if save and not is_read_only(con):
         report.run_id = first_row(con, "SELECT nextval('drift_run_seq')")[0]
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.executemany(
                 "INSERT INTO drift_report VALUES (?, current_localtimestamp(), ?, ?, ?, ?, " +
                 ", ".join("?" * len(COLUMNS)) + ")",
                 [[report.run_id, start, end, settings.model_name, version, *[r[c] for c in COLUMNS]] for r in rows])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     return report
 
 

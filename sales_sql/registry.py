@@ -156,10 +156,8 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
             pq.write_table(baseline, Path(tmp) / BASELINE_ARTIFACT)
             mlflow.log_artifact(str(Path(tmp) / BASELINE_ARTIFACT))
         try:
-            with db.opened(db_path, settings=settings) as con:
-                con.execute("BEGIN TRANSACTION")
+            with db.opened(db_path, settings=settings) as con, db.transaction(con):
                 store_baseline(con, settings, version, baseline)
-                con.execute("COMMIT")
         except duckdb.Error as e:
             raise RegistryError(f"version {version} is registered, but its drift baseline could not be written to "
                                 f"{db_path}: {e}; `sales-sql promote` will copy it there") from None
@@ -250,16 +248,11 @@ def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_d
     with db.opened(db_path, settings=settings) as con:
         _set_alias(client, settings.model_name, int(version.version))
         try:
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with db.transaction(con):
                 _write_deployment(con, settings, version, raw, spec, metrics, status_of_replaced)
                 if baseline is not None:
                     store_baseline(con, settings, int(version.version), baseline)
-                con.execute("COMMIT")
-                invalidate()  # the next prediction in this process uses the new version
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            invalidate()  # the next prediction in this process uses the new version
         except BaseException:
             _set_alias(client, settings.model_name, previous)
             raise
