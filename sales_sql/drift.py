@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
+
+# scipy.stats is imported where it is used: importing it takes about a second, which every sales-sql command
+# (they all register these functions) would pay
 
 EXACT_KS_MAX_N = 10_000  # scipy's ks_2samp computes the exact p-value up to this sample size (method='auto')
 KS_FIELDS = ("statistic", "p_value", "effect_size", "n_current", "n_baseline")
@@ -43,6 +44,8 @@ def ks_drift(current, baseline) -> dict:
     both[is_b], both[~is_b] = b, a
     b_seen = np.cumsum(is_b.view(np.uint8), dtype=np.int64)
     diff = np.arange(1, is_b.size + 1) / a.size - b_seen * (1 / a.size + 1 / b.size)  # F_a - F_b
+    from scipy import stats
+
     if max(a.size, b.size) <= EXACT_KS_MAX_N:
         ks = stats.ks_2samp(a, b)
         d, p = float(ks.statistic), float(ks.pvalue)
@@ -80,6 +83,9 @@ def chi2_drift(current, baseline) -> dict:
     table = np.array([[ca.get(c, 0) for c in cats], [cb.get(c, 0) for c in cats]], dtype=np.float64)
     if len(cats) == 1:  # one category on both sides: identical by definition
         return result | {"statistic": 0.0, "p_value": 1.0, "dof": 0, "effect_size": 0.0}
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
     test = stats.chi2_contingency(table)
     js = float(jensenshannon(table[0] / na, table[1] / nb, base=2))
     return result | {"statistic": float(test.statistic), "p_value": float(test.pvalue), "dof": int(test.dof),

@@ -72,6 +72,8 @@ def test_retrain_logs_everything_and_registers_a_version(tmp_path, settings, sto
         assert key in m, key
     assert m["macro_f1"] > m["baseline_branch_item_mode_macro_f1"] > m["baseline_majority_macro_f1"]
     assert run.data.params["cutoff"] and int(run.data.params["train_rows"]) > 0
+    curve = sorted(MlflowClient(store).get_metric_history(r.run_id, "valid_mlogloss"), key=lambda p: p.step)
+    assert [p.step for p in curve] == list(range(40)) and curve[0].value > curve[-1].value
     artifacts = {a.path for a in MlflowClient(store).list_artifacts(r.run_id)}
     assert {"confusion_matrix.png", "feature_importance.png", "feature_spec.json", "config.json",
             "drift_baseline.parquet"} <= artifacts
