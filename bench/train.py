@@ -55,7 +55,8 @@ def main():
     print(out.stdout.strip().splitlines()[0])
     print(f"train rows {data.train.num_rows:,}, valid rows {data.valid.num_rows:,}, "
           f"plain xgboost rounds {booster.num_boosted_rounds()}")
-    for name, runs in (("sales-sql retrain (end to end)", runs_command), ("xgboost.train (same matrix)   ", runs_plain)):
+    for name, runs in (("sales-sql retrain (end to end)", runs_command),
+                       ("xgboost.train (same matrix)   ", runs_plain)):
         print(f"{name}: {min(runs):.1f} s  (runs: {', '.join(f'{t:.1f}' for t in runs)})")
     pairs = [c / p for c, p in zip(runs_command, runs_plain)]
     print(f"ratio: {min(runs_command) / min(runs_plain):.2f}  (target <= 1.3; best of {RUNS} each; run by run "

@@ -126,9 +126,10 @@ def refuse_infinite(table: pa.Table, X: np.ndarray, spec: dict) -> None:
         line, price = table["line_id"], table["unit_price"]
         examples = ", ".join(f"line_id {line[int(r)].as_py()} (unit_price {price[int(r)].as_py()})" for r in rows[:3])
         features = ", ".join(sorted({spec["features"][c] for c in cols}))
-        raise TrainingError(f"training_set has {len(rows)} line(s) with an infinite {features}, e.g. {examples}; prices "
-                            "must be finite and below 3.4e38: correct them in invoices (e.g. UPDATE invoices SET unit_price = "
-                            "NULL WHERE NOT isfinite(unit_price) OR abs(unit_price) > 3.4e38) and retrain")
+        raise TrainingError(f"training_set has {len(rows)} line(s) with an infinite {features}, e.g. {examples}; "
+                            "prices must be finite and below 3.4e38: correct them in invoices (e.g. UPDATE invoices "
+                            "SET unit_price = NULL WHERE NOT isfinite(unit_price) OR abs(unit_price) > 3.4e38) and "
+                            "retrain")
 
 
 def prepare(db_path: str, settings: Settings, cutoff: str | None = None) -> tuple[Dataset, dict]:
