@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+# the sales classes, in label order: LOW up to low_max, MEDIUM up to medium_max, HIGH above
+CLASSES = ("LOW", "MEDIUM", "HIGH")
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "configs" / "sales_sql.toml"
 
 

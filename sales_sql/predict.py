@@ -10,7 +10,7 @@ History look-ups run on an in-memory copy of `history` (one per process and data
 again after a load, promote, rollback or register in this process). Keys are found by a 64-bit hash of the same
 key string the view joins on; the copy refuses to load if two keys of one kind ever share a hash.
 
-Nothing here imports MLflow.
+Nothing here imports MLflow, and XGBoost (2 s with the scikit-learn it imports) only once a model is loaded.
 """
 from __future__ import annotations
 
@@ -20,17 +20,19 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xgboost as xgb
 from numba import njit
 
-from .config import Settings
+from .config import CLASSES, Settings
 from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _fnv, _hash_kernel, _same_bytes, _string_buffers
-from .training import CLASSES, feature_spec
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 log = logging.getLogger("sales_sql")
 
@@ -367,6 +369,10 @@ class Deployment:
 
 def load_deployment(con, settings: Settings) -> Deployment:
     """The active deployed model of this database, or the fallback with its cause."""
+    import xgboost as xgb
+
+    from .training import feature_spec
+
     try:
         index = HistoryIndex(con)
         rows = con.execute("""SELECT version, booster, feature_spec FROM deployed_models
@@ -466,6 +472,8 @@ class Predictor:
     def explain_arrow(self, day, branch, item, price, customer) -> pa.ListArray:
         """Top contributions (XGBoost pred_contribs, log-odds of the predicted class) per row; hashed buckets
         are summed into one entry. Empty for fallback rows, NULL for invalid dates."""
+        import xgboost as xgb
+
         dep = self.deployment()
         batch = Batch(dep.index, day, branch, item, price, customer)
         out = [None if not ok else [] for ok in batch.ok_day]

@@ -17,10 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xgboost as xgb
 
-from .config import Settings
+from .config import CLASSES, Settings
 from .db import SQL_DIR, first_row
 
-CLASSES = ("LOW", "MEDIUM", "HIGH")
 # training_set columns that identify a line or hold its answer; every other column is a feature
 ID_COLUMNS = ("line_id", "sale_time", "sale_day", "branch_id", "item_code", "customer_id", "quantity_sold", "label")
 SPEC_VERSION = 1

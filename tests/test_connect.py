@@ -1,4 +1,7 @@
 """connect() and register(): UDFs and views on any connection, again and again, across reopen."""
+import subprocess
+import sys
+
 import duckdb
 import pytest
 
@@ -54,3 +57,13 @@ def test_read_only_connection_gets_functions_and_reads_views(tmp_path, settings)
     with pytest.raises(duckdb.Error):
         ro.execute("CREATE TABLE t (x INT)")
     sales_sql.close(path)
+
+
+def test_connect_and_queries_without_a_model_do_not_import_xgboost(tmp_path):
+    # XGBoost (with the scikit-learn it imports) takes about 2 s to import: only a loaded model needs it
+    code = f"""import sys, sales_sql
+con = sales_sql.connect({str(tmp_path / 'x.duckdb')!r})
+con.sql("SELECT hash_features('1', '10001'), count(*) FROM invoices").fetchall()
+print(sorted({{'xgboost', 'sklearn'}} & set(sys.modules)))"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
