@@ -10,7 +10,7 @@ History look-ups run on an in-memory copy of `history` (one per process and data
 again after a load, promote, rollback or register in this process). Keys are found by a 64-bit hash of the same
 key string the view joins on; the copy refuses to load if two keys of one kind ever share a hash.
 
-Nothing here imports MLflow, and XGBoost (2 s with the scikit-learn it imports) only once a model is loaded.
+Nothing here imports MLflow; XGBoost (2 s with the scikit-learn it imports) is imported when predictions first run.
 """
 from __future__ import annotations
 
