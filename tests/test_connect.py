@@ -60,7 +60,7 @@ def test_read_only_connection_gets_functions_and_reads_views(tmp_path, settings)
 
 
 def test_connect_and_queries_without_a_model_do_not_import_xgboost(tmp_path):
-    # XGBoost (with the scikit-learn it imports) takes about 2 s to import: only a loaded model needs it
+    # XGBoost (with the scikit-learn it imports) takes about 2 s to import: only predictions need it
     code = f"""import sys, sales_sql
 con = sales_sql.connect({str(tmp_path / 'x.duckdb')!r})
 con.sql("SELECT hash_features('1', '10001'), count(*) FROM invoices").fetchall()
