@@ -110,7 +110,8 @@ def query(database, sql, max_rows):
 @click.option("--into", "table", required=True, help="Table to create with one row of predictions per line.")
 @click.option("--where", help="Filter on invoices columns, e.g. \"sale_time >= DATE '2025-12-01'\". Default: all lines.")
 @click.option("--replace", is_flag=True, help="Overwrite the table if it exists.")
-@click.option("--batch-rows", default=1_000_000, show_default=True, help="Lines per prediction batch.")
+@click.option("--batch-rows", default=250_000, show_default=True,
+              help="Lines per prediction batch (each line of a batch holds about 0.8 KB while it is scored).")
 def predict(database, table, where, replace, batch_rows):
     """Score invoice lines of DATABASE in bulk into a table: line_id, label, p_low, p_medium, p_high,
     source, model_version. All or nothing: the table appears only when every line is scored.

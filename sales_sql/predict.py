@@ -549,8 +549,24 @@ def scoring_query(where: str | None) -> str:
     return sql
 
 
+def batches_of(reader: pa.RecordBatchReader, rows: int):
+    """The reader's lines in record batches of exactly `rows` (the last may be shorter): DuckDB's Arrow reader
+    ends a batch at each row group (122,880 lines) however many lines are asked for."""
+    held, count = [], 0
+    for rb in reader:
+        held.append(rb)
+        count += rb.num_rows
+        while count >= rows:
+            table = pa.Table.from_batches(held, schema=reader.schema)
+            yield table.slice(0, rows).combine_chunks().to_batches()[0]
+            rest = table.slice(rows)
+            held, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(held, schema=reader.schema).combine_chunks().to_batches()[0]
+
+
 def score_into(con, settings: Settings, table: str, where: str | None = None, *, replace: bool = False,
-               batch_rows: int = 1_000_000, progress=None) -> tuple[int, Deployment]:
+               batch_rows: int = 250_000, progress=None) -> tuple[int, Deployment]:
     """Write one row of predictions per matching invoice line into `table` in one statement (all or nothing).
 
     Lines stream through in batches of `batch_rows` (DuckDB's Arrow reader), each predicted by one
@@ -558,6 +574,8 @@ def score_into(con, settings: Settings, table: str, where: str | None = None, *,
     """
     from .db import first_row, quote_ident
 
+    if batch_rows < 1:
+        raise ScoreError(f"--batch-rows {batch_rows} must be at least 1 (lines per prediction batch)")
     sql = scoring_query(where)
     exists = first_row(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table])[0]
     if exists and not replace:
@@ -572,7 +590,7 @@ def score_into(con, settings: Settings, table: str, where: str | None = None, *,
 
     def batches():
         done = 0
-        for rb in reader.sql(sql).to_arrow_reader(batch_rows):
+        for rb in batches_of(reader.sql(sql).to_arrow_reader(batch_rows), batch_rows):
             yield pa.record_batch([rb.column(0), *_columns(*predictor.predict(*rb.columns[1:]))], schema=SCORED)
             done += rb.num_rows
             if progress:
