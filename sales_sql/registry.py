@@ -40,7 +40,19 @@ def tracking_uri(db_path: str | os.PathLike) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(db_path).resolve().parent / 'mlflow.db'}"
 
 
-def _client(db_path) -> MlflowClient:
+def _store_missing(db_path) -> Path | None:
+    """The sqlite file of the tracking URI when it does not exist (MLflow would create an empty store there)."""
+    uri = tracking_uri(db_path)
+    path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    return path if path is not None and not path.exists() else None
+
+
+def _client(db_path, *, existing: bool = False) -> MlflowClient:
+    """The MLflow client of db_path's store; with existing=True a missing sqlite store is refused, not created."""
+    missing = _store_missing(db_path) if existing else None
+    if missing is not None:
+        raise RegistryError(f"there is no MLflow store at {missing}: run `sales-sql retrain` first, or set "
+                            "MLFLOW_TRACKING_URI to the store the models were trained in")
     uri = tracking_uri(db_path)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
@@ -266,7 +278,7 @@ def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_d
 def promote(db_path: str, settings: Settings, version: int | None = None, *, best: bool = False,
             force: bool = False, models_dir: str | os.PathLike = "models") -> int:
     """Make a version production: the gate, then alias + deployed copy in the file + bundle in models/."""
-    client = _client(db_path)
+    client = _client(db_path, existing=True)
     versions = _versions(client, settings.model_name)
     if not versions:
         raise RegistryError(f"model {settings.model_name!r} has no versions yet; run `sales-sql retrain` first")
@@ -301,7 +313,7 @@ def rollback(db_path: str, settings: Settings, models_dir: str | os.PathLike = "
     previous = next((v for v, s in rows if s == "retired" and v != active), None)
     if active is None or previous is None:
         raise RegistryError("there is no earlier production version in this database file to roll back to")
-    client = _client(db_path)
+    client = _client(db_path, existing=True)
     version = next((v for v in _versions(client, settings.model_name) if int(v.version) == previous), None)
     if version is None:
         raise RegistryError(f"version {previous} is no longer in the MLflow registry at {tracking_uri(db_path)}")
@@ -311,6 +323,8 @@ def rollback(db_path: str, settings: Settings, models_dir: str | os.PathLike = "
 
 def list_models(db_path: str, settings: Settings) -> list[dict]:
     """Every registered version with its metrics, whether it is @production and whether this file runs it."""
+    if _store_missing(db_path) is not None:
+        return []  # nothing trained yet (and no empty store created)
     client = _client(db_path)
     with db.opened(db_path, read_only=True, settings=settings) as con:
         row = db.first_row(con, "SELECT version FROM deployed_models WHERE status = 'active' AND model_name = ?",

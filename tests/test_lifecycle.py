@@ -217,3 +217,14 @@ def test_killed_retrain_resumes_from_its_last_checkpoint(tmp_path, settings, sto
     assert final.num_boosted_rounds() == 80
     # the resumed model starts with exactly the trees of the checkpoint
     assert final[:at].get_dump() == checkpoint.get_dump()
+
+
+def test_promote_and_models_do_not_create_a_missing_store(tmp_path, settings, monkeypatch):
+    """A mistyped MLFLOW_TRACKING_URI gets an error naming the path, not a new empty store."""
+    db = make_db(tmp_path, settings, lines=2_000, days=30)
+    missing = tmp_path / "mlfow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
+    refused = run_cli("promote", db, check=False)
+    assert refused.returncode == 1 and f"there is no MLflow store at {missing}" in refused.stderr, refused.stderr
+    assert "no versions registered yet" in run_cli("models", db).stdout
+    assert not missing.exists()
