@@ -283,7 +283,10 @@ def promote(db_path: str, settings: Settings, version: int | None = None, *, bes
     if not versions:
         raise RegistryError(f"model {settings.model_name!r} has no versions yet; run `sales-sql retrain` first")
     if best:
-        candidate = max(versions, key=_macro_f1)
+        scored = [v for v in versions if not np.isnan(_macro_f1(v))]
+        if not scored:
+            raise RegistryError(f"no version of {settings.model_name!r} has validation metrics; run `sales-sql retrain`")
+        candidate = max(scored, key=_macro_f1)
     elif version is None:
         candidate = versions[-1]
     else:
@@ -292,6 +295,10 @@ def promote(db_path: str, settings: Settings, version: int | None = None, *, bes
             raise RegistryError(f"version {version} of {settings.model_name!r} does not exist; existing: "
                                 f"{', '.join(v.version for v in versions)}")
         candidate = matches[0]
+    if np.isnan(_macro_f1(candidate)) and not force:
+        raise RegistryError(f"version {candidate.version} has no validation metrics: the retrain that registered it "
+                            "did not finish. Retrain again, promote another version, or use --force to promote it "
+                            "anyway")
     current = _production(client, settings.model_name)
     if current is not None and not force:
         champion = next(v for v in versions if int(v.version) == current)

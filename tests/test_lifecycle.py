@@ -117,6 +117,14 @@ def test_gate_force_rollback_and_models_listing(tmp_path, settings, store):
     again = run_cli("rollback", db, *md, check=False)
     assert again.returncode == 1 and "no earlier production version" in again.stderr
 
+    # a retrain killed after registering its version, before tagging it: no metrics, so the gate cannot pass it
+    from mlflow import MlflowClient
+
+    MlflowClient(store).delete_model_version_tag(settings.model_name, str(bad.version), "macro_f1")
+    refused = run_cli("promote", db, bad.version, *md, check=False)
+    assert refused.returncode == 1 and f"version {bad.version} has no validation metrics" in refused.stderr
+    assert f"version {good.version} is production" in run_cli("promote", db, "--best", *md).stdout
+
 
 def test_failure_between_alias_and_database_keeps_old_production(tmp_path, settings, store, monkeypatch):
     from mlflow import MlflowClient
