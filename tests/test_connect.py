@@ -1,4 +1,5 @@
 """connect() and register(): UDFs and views on any connection, again and again, across reopen."""
+import math
 import subprocess
 import sys
 
@@ -67,3 +68,25 @@ con.sql("SELECT hash_features('1', '10001'), count(*) FROM invoices").fetchall()
 print(sorted({{'xgboost', 'sklearn'}} & set(sys.modules)))"""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_lines_added_or_edited_by_hand_reach_history_at_the_next_connect_or_register(tmp_path, settings):
+    path = tmp_path / "x.duckdb"
+    sales_sql.connect(path, settings=settings)
+    sales_sql.close(path)
+    raw = duckdb.connect(str(path))  # by hand, without sales_sql
+    raw.execute("""INSERT INTO invoices (sale_time, branch_id, invoice_number, item_code, quantity_sold, line_key,
+                   source_file, source_line) VALUES ('2024-01-01', '1', 'A', '10001', 5, 1, 'f', 2)""")
+    raw.close()
+    history = "SELECT n, log_qty_mean FROM history WHERE kind = 'item' AND key = '10001'"
+    con = sales_sql.connect(path, settings=settings)
+    assert con.execute(history).fetchall() == [(1, pytest.approx(math.log(5)))]
+    sales_sql.close(path)
+
+    mine = duckdb.connect(str(path))  # the user's own connection: register again after editing
+    sales_sql.register(mine, settings)
+    mine.execute("UPDATE invoices SET quantity_sold = 12")
+    sales_sql.register(mine, settings)
+    assert mine.execute(history).fetchall() == [(1, pytest.approx(math.log(12)))]
+    assert mine.execute("SELECT (predict_sales(DATE '2024-01-02', '1', '10001')).proba.high").fetchall() == [(1.0,)]
+    mine.close()
