@@ -285,7 +285,8 @@ def promote(db_path: str, settings: Settings, version: int | None = None, *, bes
     if best:
         scored = [v for v in versions if not np.isnan(_macro_f1(v))]
         if not scored:
-            raise RegistryError(f"no version of {settings.model_name!r} has validation metrics; run `sales-sql retrain`")
+            raise RegistryError(f"no version of {settings.model_name!r} has validation metrics; "
+                                "run `sales-sql retrain`")
         candidate = max(scored, key=_macro_f1)
     elif version is None:
         candidate = versions[-1]
