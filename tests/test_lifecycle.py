@@ -120,10 +120,12 @@ def test_gate_force_rollback_and_models_listing(tmp_path, settings, store):
     # a retrain killed after registering its version, before tagging it: no metrics, so the gate cannot pass it
     from mlflow import MlflowClient
 
+    from sales_sql.registry import RegistryError, promote
+
     MlflowClient(store).delete_model_version_tag(settings.model_name, str(bad.version), "macro_f1")
-    refused = run_cli("promote", db, bad.version, *md, check=False)
-    assert refused.returncode == 1 and f"version {bad.version} has no validation metrics" in refused.stderr
-    assert f"version {good.version} is production" in run_cli("promote", db, "--best", *md).stdout
+    with pytest.raises(RegistryError, match=f"version {bad.version} has no validation metrics"):
+        promote(str(db), settings, bad.version, models_dir=tmp_path / "models")
+    assert promote(str(db), settings, best=True, models_dir=tmp_path / "models") == good.version
 
 
 def test_failure_between_alias_and_database_keeps_old_production(tmp_path, settings, store, monkeypatch):
@@ -229,10 +231,12 @@ def test_killed_retrain_resumes_from_its_last_checkpoint(tmp_path, settings, sto
 
 def test_promote_and_models_do_not_create_a_missing_store(tmp_path, settings, monkeypatch):
     """A mistyped MLFLOW_TRACKING_URI gets an error naming the path, not a new empty store."""
+    from sales_sql.registry import RegistryError, list_models, promote
+
     db = make_db(tmp_path, settings, lines=2_000, days=30)
     missing = tmp_path / "mlfow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
-    refused = run_cli("promote", db, check=False)
-    assert refused.returncode == 1 and f"there is no MLflow store at {missing}" in refused.stderr, refused.stderr
-    assert "no versions registered yet" in run_cli("models", db).stdout
+    with pytest.raises(RegistryError, match=f"there is no MLflow store at {missing}"):
+        promote(str(db), settings)
+    assert list_models(str(db), settings) == []
     assert not missing.exists()
