@@ -66,7 +66,8 @@ def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _history_signature(settings: Settings) -> str:
-    return f"low_max={settings.low_max};medium_max={settings.medium_max}"
+    # nan-price: history built before usable_lines read a NaN price as unknown is rebuilt once
+    return f"low_max={settings.low_max};medium_max={settings.medium_max};nan-price=unknown"
 
 
 def _invoices_signature(con: duckdb.DuckDBPyConnection) -> str:

@@ -46,10 +46,12 @@ CREATE TABLE IF NOT EXISTS sales_sql_meta (
     value VARCHAR NOT NULL
 );
 
--- Lines a model may learn from: positive quantities only.
+-- Lines a model may learn from: positive quantities only. A NaN price (written by hand: the loader rejects it)
+-- counts as unknown, like NULL; otherwise it would pass `p > 0` (NaN sorts above every number in DuckDB) and
+-- make the key's mean price NaN for every later line.
 CREATE OR REPLACE VIEW usable_lines AS
 SELECT line_id, sale_time, CAST(sale_time AS DATE) AS sale_day, branch_id, invoice_number, item_code,
-       quantity_sold, unit_price, customer_id
+       quantity_sold, CASE WHEN NOT isnan(unit_price) THEN unit_price END AS unit_price, customer_id
 FROM invoices
 WHERE quantity_sold > 0;
 
