@@ -162,16 +162,17 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
                                         registered_model_name=settings.model_name,
                                         pip_requirements=[f"xgboost=={xgb.__version__}"])
         version = int(info.registered_model_version)
-        tags = {"macro_f1": f"{metrics['macro_f1']:.6f}", "accuracy": f"{metrics['accuracy']:.6f}",
-                "cutoff": str(data.cutoff)}
-        for tag, value in tags.items():
-            client.set_model_version_tag(settings.model_name, str(version), tag, value)
         # the training distribution travels with the version (promote copies it into the file it deploys to)
-        # and goes into this file now
+        # and goes into this file below
         baseline = baseline_table(data, result.booster, settings.seed)
         with tempfile.TemporaryDirectory() as tmp:
             pq.write_table(baseline, Path(tmp) / BASELINE_ARTIFACT)
             mlflow.log_artifact(str(Path(tmp) / BASELINE_ARTIFACT))
+        # the metrics tags come last: promote refuses a version without them (a retrain that stopped early)
+        tags = {"macro_f1": f"{metrics['macro_f1']:.6f}", "accuracy": f"{metrics['accuracy']:.6f}",
+                "cutoff": str(data.cutoff)}
+        for tag, value in tags.items():
+            client.set_model_version_tag(settings.model_name, str(version), tag, value)
         try:
             with db.opened(db_path, settings=settings) as con, db.transaction(con):
                 store_baseline(con, settings, version, baseline)

@@ -87,7 +87,8 @@ def test_retrain_logs_everything_and_registers_a_version(tmp_path, settings, sto
     assert sorted(p.name for p in (tmp_path / "models" / "checkpoints").glob("*/iter_*.ubj"))[-1] == "iter_00040.ubj"
 
 
-def test_gate_force_rollback_and_models_listing(tmp_path, settings, store):
+def test_gate_force_rollback_and_models_listing(tmp_path, settings, store, monkeypatch):
+    from sales_sql import registry
     from sales_sql.registry import retrain
 
     db = make_db(tmp_path, settings)
@@ -117,14 +118,21 @@ def test_gate_force_rollback_and_models_listing(tmp_path, settings, store):
     again = run_cli("rollback", db, *md, check=False)
     assert again.returncode == 1 and "no earlier production version" in again.stderr
 
-    # a retrain killed after registering its version, before tagging it: no metrics, so the gate cannot pass it
-    from mlflow import MlflowClient
-
+    # a retrain stopped after MLflow registered its version, here while it logged the drift baseline: the
+    # version has no metrics (they are tagged last), so the gate cannot pass it and --best passes over it
     from sales_sql.registry import RegistryError, promote
 
-    MlflowClient(store).delete_model_version_tag(settings.model_name, str(bad.version), "macro_f1")
-    with pytest.raises(RegistryError, match=f"version {bad.version} has no validation metrics"):
-        promote(str(db), settings, bad.version, models_dir=tmp_path / "models")
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry, "baseline_table", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        retrain(str(db), dataclasses.replace(settings, **QUICK), tmp_path / "models", progress=False)
+    monkeypatch.undo()
+    cut = bad.version + 1
+    assert [v["version"] for v in registry.list_models(str(db), settings) if v["macro_f1"] != v["macro_f1"]] == [cut]
+    with pytest.raises(RegistryError, match=f"version {cut} has no validation metrics"):
+        promote(str(db), settings, cut, models_dir=tmp_path / "models")
     assert promote(str(db), settings, best=True, models_dir=tmp_path / "models") == good.version
 
 
