@@ -77,21 +77,22 @@ def _invoices_signature(con: duckdb.DuckDBPyConnection) -> str:
     return f"{n}:{h}"
 
 
-def rebuild_history(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Recompute the history table from invoices (call inside the caller's transaction, if any)."""
+def rebuild_history(con: duckdb.DuckDBPyConnection, settings: Settings, invoices: str | None = None) -> None:
+    """Recompute the history table from invoices (call inside the caller's transaction, if any); `invoices` is
+    their _invoices_signature when the caller has it already."""
     run_sql(con, "history", settings)
     con.executemany("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)",
                     [("history_settings", _history_signature(settings)),
-                     ("history_invoices", _invoices_signature(con))])
+                     ("history_invoices", invoices or _invoices_signature(con))])
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     run_sql(con, "schema", settings)
     built = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
-    if (built.get("history_settings") != _history_signature(settings)
-            or built.get("history_invoices") != _invoices_signature(con)):  # new thresholds, or lines edited by hand
-        with transaction(con):
-            rebuild_history(con, settings)
+    invoices = _invoices_signature(con)
+    if built.get("history_settings") != _history_signature(settings) or built.get("history_invoices") != invoices:
+        with transaction(con):  # new thresholds, or lines edited by hand
+            rebuild_history(con, settings, invoices)
     run_sql(con, "training_set", settings)
     run_sql(con, "predict", settings)
 
