@@ -118,6 +118,8 @@ _REASON = """
 CASE
     WHEN raw_sale_time IS NULL THEN 'missing date'
     WHEN sale_time IS NULL THEN 'bad date: ' || raw_sale_time
+    WHEN NOT sale_time BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '9999-12-31 23:59:59.999999'
+        THEN 'date outside the years 1 to 9999: ' || raw_sale_time
     WHEN branch_id IS NULL THEN 'missing branch'
     WHEN invoice_number IS NULL THEN 'missing invoice number'
     WHEN item_code IS NULL THEN 'missing item'

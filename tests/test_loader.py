@@ -50,6 +50,16 @@ def test_broken_lines_leave_the_database_unchanged_and_are_named(con, tmp_path):
     assert count(con, "rejected_rows") == 0 and count(con, "load_log") == 1
 
 
+def test_dates_outside_the_years_1_to_9999_are_unusable(con, tmp_path):
+    # TIMESTAMP accepts these, but no prediction can answer for them (found by tests/test_fuzz.py)
+    path = write_csv(tmp_path / "d.csv", GOOD[:1] + ["infinity,1,B1,10001,5,2.5,C1", "-infinity,1,B2,10001,5,2.5,C1",
+                                                     "10000-01-01,1,B3,10001,5,2.5,C1"])
+    r = load_file(con, path, allow_rejects=True)
+    assert (r.loaded, r.rejected) == (1, 3)
+    assert con.execute("SELECT reason FROM rejected_rows ORDER BY source_line").fetchall() == [
+        (f"date outside the years 1 to 9999: {d}",) for d in ("infinity", "-infinity", "10000-01-01")]
+
+
 def test_allow_rejects_loads_good_lines_and_records_each_bad_line(con, tmp_path):
     path = write_csv(tmp_path / "b.csv", GOOD + BAD)
     r = load_file(con, path, allow_rejects=True)
