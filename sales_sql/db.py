@@ -66,8 +66,8 @@ def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _history_signature(settings: Settings) -> str:
-    # nan-price: history built before usable_lines read a NaN price as unknown is rebuilt once
-    return f"low_max={settings.low_max};medium_max={settings.medium_max};nan-price=unknown"
+    # usable_lines=2: history built before usable_lines left out NaN prices and infinite dates is rebuilt once
+    return f"low_max={settings.low_max};medium_max={settings.medium_max};usable_lines=2"
 
 
 def _invoices_signature(con: duckdb.DuckDBPyConnection) -> str:

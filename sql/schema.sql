@@ -46,14 +46,15 @@ CREATE TABLE IF NOT EXISTS sales_sql_meta (
     value VARCHAR NOT NULL
 );
 
--- Lines a model may learn from: positive quantities only. A NaN price (written by hand: the loader rejects it)
--- counts as unknown, like NULL; otherwise it would pass `p > 0` (NaN sorts above every number in DuckDB) and
--- make the key's mean price NaN for every later line.
+-- Lines a model may learn from: positive quantities on a day of the years 1-9999. What the loader refuses but a
+-- hand edit can write: a NaN price counts as unknown, like NULL (otherwise it would pass `p > 0`, NaN sorting
+-- above every number in DuckDB, and make the key's mean price NaN for every later line), and a line dated
+-- infinity or outside those years is left out (no calendar feature or prediction exists for it).
 CREATE OR REPLACE VIEW usable_lines AS
 SELECT line_id, sale_time, CAST(sale_time AS DATE) AS sale_day, branch_id, invoice_number, item_code,
        quantity_sold, CASE WHEN NOT isnan(unit_price) THEN unit_price END AS unit_price, customer_id
 FROM invoices
-WHERE quantity_sold > 0;
+WHERE quantity_sold > 0 AND sale_time BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '9999-12-31 23:59:59.999999';
 
 -- Production models deployed into this file by `sales-sql promote` (one row per deployment).
 -- status: 'active' (answers predictions; at most one), 'retired' (replaced by a later promote),

@@ -92,7 +92,7 @@ def test_lines_added_or_edited_by_hand_reach_history_at_the_next_connect_or_regi
     mine.close()
 
 
-def test_a_nan_price_written_by_hand_counts_as_unknown(tmp_path, settings):
+def test_a_nan_price_written_by_hand_counts_as_unknown_and_an_infinite_date_is_left_out(tmp_path, settings):
     path = tmp_path / "x.duckdb"
     sales_sql.connect(path, settings=settings)
     sales_sql.close(path)
@@ -101,11 +101,13 @@ def test_a_nan_price_written_by_hand_counts_as_unknown(tmp_path, settings):
                    line_key, source_file, source_line)
                    VALUES ('2024-01-01', '1', 'A', '10001', 5, 2.0, 1, 'f', 2),
                           ('2024-01-01', '1', 'B', '10001', 5, 'nan', 2, 'f', 3),
-                          ('2024-01-02', '1', 'C', '10001', 5, 3.0, 3, 'f', 4)""")
+                          ('2024-01-02', '1', 'C', '10001', 5, 3.0, 3, 'f', 4),
+                          ('infinity', '1', 'D', '10001', 5, 3.0, 4, 'f', 5)""")
     raw.close()
     con = sales_sql.connect(path, settings=settings)
     assert con.execute("SELECT price_mean FROM history WHERE kind = 'item' AND sale_day = DATE '2024-01-01'"
                        ).fetchall() == [(2.0,)]
     assert con.execute("SELECT unit_price, price_vs_item FROM training_set ORDER BY line_id").fetchall() == [
         (2.0, None), (None, None), (3.0, 1.5)]
+    assert con.execute("SELECT max(sale_day) FROM history").fetchall()[0][0].isoformat() == "2024-01-02"
     sales_sql.close(path)
