@@ -119,8 +119,9 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
 def refuse_infinite(table: pa.Table, X: np.ndarray, spec: dict) -> None:
     """XGBoost cannot learn from infinity: name the lines whose features hold it (a price the loader would have
     rejected, written into invoices some other way, or one beyond float32's range)."""
-    rows, cols = np.nonzero(np.isinf(X))
-    if len(rows):
+    infinite = np.isinf(X)
+    if infinite.any():  # nonzero() over the whole matrix costs 0.1 s per million lines; only on the error path
+        rows, cols = np.nonzero(infinite)
         rows = np.unique(rows)
         line, price = table["line_id"], table["unit_price"]
         examples = ", ".join(f"line_id {line[int(r)].as_py()} (unit_price {price[int(r)].as_py()})" for r in rows[:3])
