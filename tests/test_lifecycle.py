@@ -240,12 +240,15 @@ def test_killed_retrain_resumes_from_its_last_checkpoint(tmp_path, settings, sto
 
 def test_promote_and_models_do_not_create_a_missing_store(tmp_path, settings, monkeypatch):
     """A mistyped MLFLOW_TRACKING_URI gets an error naming the path, not a new empty store."""
-    from sales_sql.registry import RegistryError, list_models, promote
+    from click.testing import CliRunner
+
+    from sales_sql.cli import main
 
     db = make_db(tmp_path, settings, lines=2_000, days=30)
     missing = tmp_path / "mlfow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
-    with pytest.raises(RegistryError, match=f"there is no MLflow store at {missing}"):
-        promote(str(db), settings)
-    assert list_models(str(db), settings) == []
+    # the CLI in this process (a subprocess would spend about 10 s importing MLflow)
+    refused = CliRunner().invoke(main, ["promote", str(db)])
+    assert refused.exit_code == 1 and f"there is no MLflow store at {missing}" in refused.stderr, refused.output
+    assert "no versions registered yet" in CliRunner().invoke(main, ["models", str(db)]).stdout
     assert not missing.exists()
