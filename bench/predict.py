@@ -4,9 +4,12 @@
    cores) over the same lines' prebuilt feature matrix with the same model. Target <= 1.15. Each side is run
    five times, interleaved; the ratio is of the best times, and the ratios of each run to the direct call just
    before it are summarised too (median and range: this machine's speed drifts 10-20% between runs).
-   The bulk path (`sales-sql predict`'s score_into, into a table) is reported the same way, and so is the
-   query with its features replaced by ready-made rows, then with no prediction at all (timing only): the
-   parts of the ratio that are not the look-ups, and that are DuckDB's alone.
+   The UDF predicts with the booster's compiled trees (sales_sql/trees.py: the same probabilities, bit for bit,
+   faster than XGBoost's predictor), so the run also times them over the same matrix, and gives the SQL time over
+   theirs: what features, look-ups and DuckDB add to the model. The bulk path (`sales-sql predict`'s score_into,
+   into a table) is reported the same way, and so is the query with its features replaced by ready-made rows,
+   then with no prediction at all (timing only): the parts of the overhead that are not the look-ups, and that
+   are DuckDB's alone.
 2. The seed system's way of serving (rows read into pandas, one feature dict per row, one predict per row)
    over 100k lines, divided by the SQL function over the same lines. Target >= 50. The per-row side is given
    the features ready-made, so its real cost would be higher still.
@@ -35,6 +38,7 @@ from uci import CUTOFF, ROOT, fresh_mlflow_store, uci_database
 import sales_sql
 from sales_sql.config import load_settings
 from sales_sql.predict import Batch, score_into
+from sales_sql.trees import Trees
 
 ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
 SALES_SQL = str(Path(sys.executable).parent / "sales-sql")
@@ -103,28 +107,35 @@ def main():
     dep.booster.inplace_predict(X[:1000])
     query = (f"SELECT label, count(*) FROM (SELECT predict_sales_class({ARGS}) AS label FROM invoices) "
              "GROUP BY ALL ORDER BY 1")
-    direct, sql, bulk = [], [], []
+    compile_trees = dep.trees or Trees(dep.booster)  # what the UDF predicts with (None: XGBoost's predictor)
+    direct, compiled, sql, bulk = [], [], [], []
     for _ in range(5):  # interleaved: this machine's speed drifts between runs
         t, proba = timed(lambda: dep.booster.inplace_predict(X))
         direct.append(t)
+        t, mine = timed(lambda: compile_trees.proba(X, os.cpu_count()))
+        compiled.append(t)
         t, counts = timed(lambda: con.sql(query).fetchall())
         sql.append(t)
         bulk.append(timed(lambda: score_into(con, settings, "_bench_scored", replace=True))[0])
-    t_direct = min(direct)
+    t_direct, t_compiled = min(direct), min(compiled)
     direct_counts = dict(zip(*np.unique(np.array(["LOW", "MEDIUM", "HIGH"])[proba.argmax(1)], return_counts=True)))
     agree = {k: int(v) for k, v in counts} == {k: int(v) for k, v in direct_counts.items()}
     print(f"model v{dep.version}: {dep.booster.num_boosted_rounds()} rounds; {n:,} invoice lines; "
-          f"SQL and direct predictions agree: {agree}")
+          f"SQL and direct predictions agree: {agree}; the UDF predicts with "
+          f"{'the compiled trees' if dep.trees else 'XGBoost (the trees did not compile)'}")
     print(f"  direct inplace_predict  {t_direct:7.2f} s")
+    print(f"  compiled trees (trees.py) over the same matrix  {t_compiled:7.2f} s   ratio {t_compiled / t_direct:.3f}; "
+          f"the same probabilities bit for bit: {np.array_equal(mine, proba)}")
     for name, times, target in (("SELECT predict_sales_class(...)", sql, "  (target <= 1.15)"),
                                 ("bulk score_into (table)", bulk, "")):
         pairs = np.array(times) / np.array(direct)  # each run over the direct call just before it
         print(f"  {name}  {min(times):7.2f} s   ratio {min(times) / t_direct:.3f}{target}; "
-              f"run by run {np.median(pairs):.3f} median, {pairs.min():.3f}-{pairs.max():.3f}")
+              f"run by run {np.median(pairs):.3f} median, {pairs.min():.3f}-{pairs.max():.3f}; "
+              f"over the compiled trees' direct call {min(times) / t_compiled:.3f} (what the model does not cost)")
 
-    # 1b. the parts of the ratio: the same query with each call's features taken ready-made (random rows of X,
-    # so the answers are wrong; timing only), which leaves DuckDB's 2048-row calls and XGBoost's per-call cost,
-    # and with no prediction at all (every row answers LOW), which leaves DuckDB's calls and the hand-over
+    # 1b. the parts of that: the same query with each call's features taken ready-made (random rows of X, so the
+    # answers are wrong; timing only), which leaves DuckDB's 2048-row calls and the model's per-call cost, and with
+    # no prediction at all (every row answers LOW), which leaves DuckDB's calls and the hand-over
     rng = np.random.default_rng(0)
 
     def ready_made(batch, spec, layout=None):
@@ -134,17 +145,17 @@ def main():
     def no_prediction(self, day, *rest):
         return (np.zeros(len(day), np.int64),)
 
-    for what, patched in (("ready-made features (the floor of DuckDB's calls and XGBoost's per-call cost)",
+    for what, patched in (("ready-made features (the floor of DuckDB's calls and the model's)",
                            mock.patch.object(Batch, "matrix", ready_made)),
                           ("no prediction at all (DuckDB's calls and the hand-over to the UDF alone)",
                            mock.patch.object(Predictor, "predict", no_prediction))):
         with patched:
             pairs = []
             for _ in range(3):
-                d = timed(lambda: dep.booster.inplace_predict(X))[0]
+                d = timed(lambda: compile_trees.proba(X, os.cpu_count()))[0]
                 pairs.append(timed(lambda: con.sql(query).fetchall())[0] / d)
-        print(f"  the same query with {what}: run by run {np.median(pairs):.3f} median, "
-              f"{min(pairs):.3f}-{max(pairs):.3f}")
+        print(f"  the same query with {what}, over the compiled trees' direct call: run by run "
+              f"{np.median(pairs):.3f} median, {min(pairs):.3f}-{max(pairs):.3f}")
 
     # 2. seed-style per-row serving over 100k lines
     m = int(os.environ.get("SEED_ROWS", 100_000))

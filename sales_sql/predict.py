@@ -30,6 +30,7 @@ from numba import njit
 
 from .config import CLASSES, Settings
 from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _fnv, _hash_kernel, _same_bytes, _string_buffers
+from .trees import Trees
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -363,6 +364,7 @@ class Deployment:
     reason: str = ""                    # why the fallback answers (empty for MODEL)
     booster: xgb.Booster | None = None  # all cores
     single: xgb.Booster | None = None   # the same model on one thread, for calls that run beside others
+    trees: Trees | None = None          # the same model compiled (trees.py); None: XGBoost's predictor answers
     spec: dict | None = None
     plan: np.ndarray | None = None      # plan(spec), computed once
 
@@ -404,8 +406,8 @@ def load_deployment(con, settings: Settings) -> Deployment:
         return Deployment(MISMATCH, version, index, _generation,
                           f"the deployed model v{version} was trained with a different feature spec ({', '.join(differ)} "
                           "differ from the current config and SQL); retrain and promote a new version")
-    return Deployment(MODEL, version, index, _generation, booster=booster, single=single, spec=spec,
-                      plan=plan(spec))
+    return Deployment(MODEL, version, index, _generation, booster=booster, single=single, trees=Trees.of(booster),
+                      spec=spec, plan=plan(spec))
 
 
 class Predictor:
@@ -445,8 +447,10 @@ class Predictor:
             batch = Batch(dep.index, day, branch, item, price, customer)
             if dep.booster is not None:
                 X = batch.matrix(dep.spec, dep.plan)
-                # a call alone (one row, or the last batches) uses every core; calls side by side use one each
-                proba = (dep.booster if self._active == 1 else dep.single).inplace_predict(X)
+                if dep.trees is not None:  # DuckDB's calls run side by side; a bulk batch splits over the cores
+                    proba = dep.trees.proba(X, (os.cpu_count() or 1) if batch.n >= SPLIT_ROWS else 1)
+                else:  # a call alone (one row, or the last batches) uses every core; calls side by side one each
+                    proba = (dep.booster if self._active == 1 else dep.single).inplace_predict(X)
             else:
                 proba = batch.heuristic()
         finally:

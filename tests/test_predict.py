@@ -89,16 +89,20 @@ def test_prediction_time_features_equal_the_training_view_on_uci(uci_db, setting
     assert lines > 1_000_000
 
 
-def test_predictions_equal_the_boosters_own(trained, db):
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled trees", "xgboost predictor"])
+def test_predictions_equal_the_boosters_own(trained, db, settings, compiled, monkeypatch):
     _, table, spec, X, booster = trained
     path, con = db
+    if not compiled:  # what answers when the trees cannot be compiled (trees.py)
+        monkeypatch.setattr(predict.Trees, "of", lambda booster: None)
     deploy(con, booster, spec, 1)
     rows = con.sql(f"""SELECT predict_sales({ARGS}) AS p, predict_sales_class({ARGS}) AS c,
                               predict_sales_proba({ARGS}) AS q
                        FROM training_set ORDER BY line_id""").fetchall()
     expected = booster.inplace_predict(X)
     got = np.array([[r[0]["proba"]["low"], r[0]["proba"]["medium"], r[0]["proba"]["high"]] for r in rows])
-    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(got, expected)  # bit for bit (float32 in float64)
+    assert (predict.Predictor(con, settings).deployment().trees is not None) == compiled
     assert [r[1] for r in rows] == [CLASSES[i] for i in expected.argmax(1)]
     assert [r[0]["label"] for r in rows] == [r[1] for r in rows]
     assert all(r[2] == r[0]["proba"] for r in rows)
