@@ -23,7 +23,7 @@ def booster(depth, rounds=12, classes=3, seed=0, **params):
 
 BOOSTERS = {"depth 1": booster(1), "depth 8": booster(8, 30), "4 classes": booster(5, classes=4),
             "lossguide": booster(0, 8, grow_policy="lossguide", max_leaves=40, tree_method="hist"),
-            "base score": booster(3, base_score=0.3)}
+            "base score": booster(3, base_score=0.3), "leaves only": booster(3, 4, gamma=1e9)}
 TREES = {name: Trees(b) for name, b in BOOSTERS.items()}
 
 
