@@ -107,12 +107,12 @@ def main():
     dep.booster.inplace_predict(X[:1000])
     query = (f"SELECT label, count(*) FROM (SELECT predict_sales_class({ARGS}) AS label FROM invoices) "
              "GROUP BY ALL ORDER BY 1")
-    compile_trees = dep.trees or Trees(dep.booster)  # what the UDF predicts with (None: XGBoost's predictor)
+    trees = dep.trees or Trees(dep.booster)  # what the UDF predicts with (built here if they failed the load check)
     direct, compiled, sql, bulk = [], [], [], []
     for _ in range(5):  # interleaved: this machine's speed drifts between runs
         t, proba = timed(lambda: dep.booster.inplace_predict(X))
         direct.append(t)
-        t, mine = timed(lambda: compile_trees.proba(X, os.cpu_count()))
+        t, mine = timed(lambda: trees.proba(X, os.cpu_count()))
         compiled.append(t)
         t, counts = timed(lambda: con.sql(query).fetchall())
         sql.append(t)
@@ -152,7 +152,7 @@ def main():
         with patched:
             pairs = []
             for _ in range(3):
-                d = timed(lambda: compile_trees.proba(X, os.cpu_count()))[0]
+                d = timed(lambda: trees.proba(X, os.cpu_count()))[0]
                 pairs.append(timed(lambda: con.sql(query).fetchall())[0] / d)
         print(f"  the same query with {what}, over the compiled trees' direct call: run by run "
               f"{np.median(pairs):.3f} median, {min(pairs):.3f}-{max(pairs):.3f}")

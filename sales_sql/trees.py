@@ -80,7 +80,7 @@ class Trees:
         self.depth = np.zeros(len(trees), np.int32)
         self.group = np.array(gbm["model"]["tree_info"], np.int32)
         self.base = np.array(base, np.float32)
-        for t, tree, root, size in zip(range(len(trees)), trees, self.roots, sizes):
+        for t, (tree, root, size) in enumerate(zip(trees, self.roots, sizes)):
             left, right = np.array(tree["left_children"]), np.array(tree["right_children"])
             feature, split = np.array(tree["split_indices"]), np.array(tree["split_conditions"], np.float32)
             inner = left >= 0

@@ -16,7 +16,7 @@ def booster(depth, rounds=12, classes=3, seed=0, **params):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(3000, WIDTH)).astype(np.float32)
     X[rng.random(X.shape) < 0.15] = np.nan
-    y = (np.nan_to_num(X[:, 0]) > 0) + (np.nan_to_num(X[:, 1]) > 0.5) + np.isnan(X[:, 2]) % classes
+    y = (np.nan_to_num(X[:, 0]) > 0) + (np.nan_to_num(X[:, 1]) > 0.5) + np.isnan(X[:, 2])
     params = {"objective": "multi:softprob", "num_class": classes, "max_depth": depth, "seed": seed} | params
     return xgb.train(params, xgb.DMatrix(X, np.minimum(y, classes - 1)), rounds)
 
