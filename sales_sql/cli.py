@@ -23,10 +23,31 @@ def _fail(e: Exception) -> click.ClickException:
     return click.ClickException(message)
 
 
+def _remember_config(ctx, param, value):
+    ctx.ensure_object(dict)["config"] = value
+    return value
+
+
+def config_option(command):
+    """--config FILE on a command: settings that override the shipped defaults (see _settings)."""
+    return click.option("--config", "config_file", type=click.Path(dir_okay=False), expose_value=False,
+                        callback=_remember_config, metavar="FILE",
+                        help="Settings file overriding the shipped defaults (default: $SALES_SQL_CONFIG, else none). "
+                             "`sales-sql config --init FILE` writes one to edit.")(command)
+
+
+def _settings():
+    """The shipped defaults overridden by --config FILE, else $SALES_SQL_CONFIG (sales_sql.load_settings)."""
+    try:
+        return load_settings(click.get_current_context().find_object(dict).get("config"))
+    except ConfigError as e:
+        raise _fail(e) from None
+
+
 def _open(path: str, read_only: bool = False):
     try:
-        con = db.connect(path, read_only=read_only, settings=load_settings())
-    except (ConfigError, duckdb.Error) as e:
+        con = db.connect(path, read_only=read_only, settings=_settings())
+    except duckdb.Error as e:
         raise _fail(e) from None
     con.execute("SET enable_progress_bar = false")
     return con
@@ -39,6 +60,35 @@ def main():
 
 
 @main.command()
+@click.option("--init", "init", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write a commented copy of the shipped defaults to FILE, to edit and pass as --config FILE.")
+@click.option("--force", is_flag=True, help="With --init, overwrite FILE if it exists.")
+@config_option
+def config(init, force):
+    """Show the settings in force (the shipped defaults overridden by --config FILE or $SALES_SQL_CONFIG),
+    or write a copy of the defaults to start your own file from.
+
+    Example: sales-sql config --init sales_sql.toml && sales-sql retrain sales.duckdb --config sales_sql.toml
+    """
+    from pathlib import Path
+
+    from .config import DEFAULT_PATH, FIELDS
+
+    if init:
+        target = Path(init)
+        if target.exists() and not force:
+            raise click.ClickException(f"{target} exists already; edit it, or add --force to overwrite it")
+        target.write_text(DEFAULT_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+        click.echo(f"wrote the default settings to {target}; edit it and pass --config {target} "
+                   f"(or set SALES_SQL_CONFIG={target})")
+        return
+    settings = _settings()
+    click.echo(f"# settings from: {settings.source} (over the shipped defaults)")
+    for (section, key), (field, *_) in FIELDS.items():
+        click.echo(f"{section}.{key} = {getattr(settings, field)!r}")
+
+
+@main.command()
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--lines", default=220_000, show_default=True, help="Invoice lines drawn; about 10% fall away as repeats of an item within an invoice, then about 2% returns are added.")
 @click.option("--seed", default=7, show_default=True)
@@ -46,6 +96,7 @@ def main():
 @click.option("--days", default=731, show_default=True)
 @click.option("--drift-after", default=None, help="Inject drift from this date on (YYYY-MM-DD).")
 @click.option("--drift-strength", default=1.0, show_default=True, help="1.0 = the documented drift size.")
+@config_option
 def generate(out, lines, seed, start, days, drift_after, drift_strength):
     """Write deterministic demo invoices to OUT (.parquet or .csv).
 
@@ -71,6 +122,7 @@ def generate(out, lines, seed, start, days, drift_after, drift_strength):
               help="Read TARGET (e.g. Date or sale_time) from COLUMN; repeatable; overrides the preset.")
 @click.option("--allow-rejects", is_flag=True,
               help="Load the good lines of a file with bad ones and record the bad ones in rejected_rows.")
+@config_option
 def load(database, files, preset, mapping, allow_rejects):
     """Load CSV or Parquet FILES into DATABASE (created if missing). Each file is all or nothing;
     lines already present are skipped as duplicates.
@@ -80,7 +132,7 @@ def load(database, files, preset, mapping, allow_rejects):
     con = _open(database)
     try:
         reports = load_files(con, files, preset=preset, mapping=parse_mapping(mapping),
-                             allow_rejects=allow_rejects, settings=load_settings())
+                             allow_rejects=allow_rejects, settings=_settings())
     except (LoadError, ConfigError) as e:
         raise _fail(e) from None
     for r in reports:
@@ -93,6 +145,7 @@ def load(database, files, preset, mapping, allow_rejects):
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
 @click.argument("sql")
 @click.option("--max-rows", default=20, show_default=True)
+@config_option
 def query(database, sql, max_rows):
     """Run SQL against DATABASE with every sales_sql function registered (read-only).
 
@@ -112,6 +165,7 @@ def query(database, sql, max_rows):
 @click.option("--replace", is_flag=True, help="Overwrite the table if it exists.")
 @click.option("--batch-rows", default=250_000, show_default=True,
               help="Lines per prediction batch (each line of a batch holds about 0.8 KB while it is scored).")
+@config_option
 def predict(database, table, where, replace, batch_rows):
     """Score invoice lines of DATABASE in bulk into a table: line_id, label, p_low, p_medium, p_high,
     source, model_version. All or nothing: the table appears only when every line is scored.
@@ -125,7 +179,7 @@ def predict(database, table, where, replace, batch_rows):
 
     con = _open(database)
     try:
-        total, dep = score_into(con, load_settings(), table, where, replace=replace, batch_rows=batch_rows,
+        total, dep = score_into(con, _settings(), table, where, replace=replace, batch_rows=batch_rows,
                                 progress=progress)
     except (ScoreError, ConfigError, duckdb.Error) as e:
         raise _fail(e) from None
@@ -148,6 +202,7 @@ def _days(value: str) -> int:
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write baseline vs window distributions of what "
               "drifted to this PNG.")
 @click.option("--no-save", is_flag=True, help="Do not append to drift_report (opens the file read-only).")
+@config_option
 def drift(database, window, end, fmt, plot, no_save):
     """Check recent invoices in DATABASE against the production model's training baseline, one row per
     feature, appended to drift_report. Exit code 0: no drift, 1: drift, 2: the check could not run.
@@ -159,7 +214,7 @@ def drift(database, window, end, fmt, plot, no_save):
     from .monitor import DriftError, check, plot as draw
 
     try:
-        settings = load_settings()
+        settings = _settings()
         days = _days(window) if window else None
         con = _open(database, read_only=no_save)
         report = check(con, settings, window_days=days, end=end.date() if end else None, save=not no_save)
@@ -215,6 +270,7 @@ models_dir_option = click.option("--models-dir", default="models", show_default=
 @click.option("--rounds", type=int, help="Boosting rounds (default: training.num_boost_round).")
 @click.option("--resume", is_flag=True, help="Continue the same job from its last checkpoint after a crash.")
 @models_dir_option
+@config_option
 def retrain(database, cutoff, rounds, resume, models_dir):
     """Train a new model version on DATABASE's training_set, log it to MLflow and register it.
 
@@ -225,7 +281,7 @@ def retrain(database, cutoff, rounds, resume, models_dir):
     from .training import prepare
 
     try:
-        settings = load_settings()
+        settings = _settings()
         if rounds is not None:
             settings = dataclasses.replace(settings, num_boost_round=rounds)
         # importing MLflow and opening its store take seconds: do it while DuckDB reads the data
@@ -258,6 +314,7 @@ def _metrics_table(rows) -> str:
 @click.option("--best", is_flag=True, help="Promote the version with the best validation macro-F1.")
 @click.option("--force", is_flag=True, help="Promote even if it scores below the current production version.")
 @models_dir_option
+@config_option
 def promote(database, version, best, force, models_dir):
     """Make VERSION (default: the latest) production: MLflow alias @production, the deployed copy in
     DATABASE and the bundle in models/. Refuses a worse model than production unless --force.
@@ -265,7 +322,7 @@ def promote(database, version, best, force, models_dir):
     Example: sales-sql promote sales.duckdb --best
     """
     try:
-        v = _lifecycle().promote(database, load_settings(), version, best=best, force=force, models_dir=models_dir)
+        v = _lifecycle().promote(database, _settings(), version, best=best, force=force, models_dir=models_dir)
     except Exception as e:
         raise _lifecycle_failure(e) from None
     click.echo(f"version {v} is production and deployed in {database}")
@@ -274,13 +331,14 @@ def promote(database, version, best, force, models_dir):
 @main.command()
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
 @models_dir_option
+@config_option
 def rollback(database, models_dir):
     """Restore the previous production version in MLflow and in DATABASE.
 
     Example: sales-sql rollback sales.duckdb
     """
     try:
-        v = _lifecycle().rollback(database, load_settings(), models_dir=models_dir)
+        v = _lifecycle().rollback(database, _settings(), models_dir=models_dir)
     except Exception as e:
         raise _lifecycle_failure(e) from None
     click.echo(f"rolled back: version {v} is production and deployed in {database}")
@@ -288,13 +346,14 @@ def rollback(database, models_dir):
 
 @main.command()
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
+@config_option
 def models(database):
     """List registered versions with their validation metrics; * = @production, D = deployed in DATABASE.
 
     Example: sales-sql models sales.duckdb
     """
     try:
-        rows = _lifecycle().list_models(database, load_settings())
+        rows = _lifecycle().list_models(database, _settings())
     except Exception as e:
         raise _lifecycle_failure(e) from None
     if not rows:

@@ -1,15 +1,25 @@
-"""One typed settings object, loaded from configs/sales_sql.toml and validated once."""
+"""One typed settings object: the shipped defaults (configs/sales_sql.toml), overridden by the user's file."""
 from __future__ import annotations
 
 import datetime as dt
 import os
 import tomllib
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 # the sales classes, in label order: LOW up to low_max, MEDIUM up to medium_max, HIGH above
 CLASSES = ("LOW", "MEDIUM", "HIGH")
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "configs" / "sales_sql.toml"
+
+
+def shipped(name: str):
+    """A file the package ships, as 'sql/history.sql' or 'configs/sales_sql.toml': the repository's top-level sql/
+    and configs/, which pyproject.toml maps into the package (sales_sql.sql, sales_sql.configs)."""
+    folder, _, leaf = name.partition("/")
+    return files(f"sales_sql.{folder}") / leaf
+
+
+DEFAULT_PATH = shipped("configs/sales_sql.toml")
 
 
 class ConfigError(ValueError):
@@ -56,7 +66,7 @@ def _is_day_or_empty(value: str) -> bool:
 
 
 # (section, key) -> (field name, type, check, what a good value looks like)
-_FIELDS = {
+FIELDS = {
     ("classes", "low_max"): ("low_max", int, lambda v: v >= 0, "a whole number >= 0"),
     ("classes", "medium_max"): ("medium_max", int, lambda v: v >= 1, "a whole number >= 1"),
     ("hashing", "buckets"): ("buckets", int, lambda v: 3 <= v <= 4096, "a whole number from 3 to 4096"),
@@ -83,27 +93,42 @@ _FIELDS = {
 
 
 def load_settings(path: str | os.PathLike | None = None) -> Settings:
-    """Read and validate a settings file (default: $SALES_SQL_CONFIG or configs/sales_sql.toml)."""
-    path = Path(path or os.environ.get("SALES_SQL_CONFIG") or DEFAULT_PATH)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"settings file {path} does not exist; copy configs/sales_sql.toml there") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"settings file {path} is not valid TOML: {e}") from None
+    """The shipped defaults, with every key that the user's file sets replacing its default.
+
+    The user's file is `path` (the commands' --config FILE), else $SALES_SQL_CONFIG, else none. It may set any
+    subset of the keys; `sales-sql config --init FILE` writes a commented copy of all of them to start from."""
+    raw = _read(DEFAULT_PATH)
+    path = path or os.environ.get("SALES_SQL_CONFIG")
+    if not path:
+        return settings_from_dict(raw, source="defaults")
+    for section, body in _read(Path(path)).items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: {section} = {body!r} is not a [section]; settings sit under sections such "
+                              "as [training]")
+        raw[section] = {**raw.get(section, {}), **body}
     return settings_from_dict(raw, source=str(path))
 
 
+def _read(path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {path} does not exist; write one with `sales-sql config --init {path}`, "
+                          "or leave the option out to use the shipped defaults") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"settings file {path} is not valid TOML: {e}") from None
+
+
 def settings_from_dict(raw: dict, source: str = "<dict>") -> Settings:
-    known_sections = {s for s, _ in _FIELDS}
+    known_sections = {s for s, _ in FIELDS}
     for section, body in raw.items():
         if section not in known_sections:
             raise ConfigError(f"{source}: unknown section [{section}]; known: {sorted(known_sections)}")
         for key in body:
-            if (section, key) not in _FIELDS:
+            if (section, key) not in FIELDS:
                 raise ConfigError(f"{source}: unknown key {section}.{key}")
     values = {}
-    for (section, key), (field, typ, check, want) in _FIELDS.items():
+    for (section, key), (field, typ, check, want) in FIELDS.items():
         if key not in raw.get(section, {}):
             raise ConfigError(f"{source}: missing key {section}.{key} ({want})")
         value = raw[section][key]

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import duckdb
 
-from .config import Settings, load_settings
+from .config import Settings, load_settings, shipped
 from .udfs import register_udfs
-
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 # DuckDB bug (shared/notes/duckdb-udf-facts.md): once the connection that registered a UDF is closed or
 # garbage-collected, the UDF fails on every other connection to that database. So connect() registers on
@@ -23,7 +21,7 @@ _registered: dict[int, duckdb.DuckDBPyConnection] = {}
 def sql_text(name: str, settings: Settings, **values) -> str:
     """The text of sql/NAME.sql with $low_max / $medium_max / $buckets filled in from the settings (and any
     other $names from `values`, which must be numbers or already quoted SQL)."""
-    template = string.Template((SQL_DIR / f"{name}.sql").read_text(encoding="utf-8"))
+    template = string.Template(shipped(f"sql/{name}.sql").read_text(encoding="utf-8"))
     return template.substitute(low_max=settings.low_max, medium_max=settings.medium_max, buckets=settings.buckets,
                                **values)
 

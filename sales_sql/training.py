@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xgboost as xgb
 
-from .config import CLASSES, Settings
-from .db import SQL_DIR, first_row
+from .config import CLASSES, Settings, shipped
+from .db import first_row
 
 # training_set columns that identify a line or hold its answer; every other column is a feature
 ID_COLUMNS = ("line_id", "sale_time", "sale_day", "branch_id", "item_code", "customer_id", "quantity_sold", "label")
@@ -39,7 +39,7 @@ def feature_spec(con, settings: Settings) -> dict:
             names += [f"hashed_{i}" for i in range(settings.buckets)]
         else:
             names.append(name)
-    sql = "".join((SQL_DIR / f).read_text(encoding="utf-8") for f in ("history.sql", "training_set.sql"))
+    sql = "".join(shipped(f"sql/{f}").read_text(encoding="utf-8") for f in ("history.sql", "training_set.sql"))
     return {
         "spec_version": SPEC_VERSION, "features": names, "classes": list(CLASSES), "low_max": settings.low_max,
         "medium_max": settings.medium_max, "buckets": settings.buckets,

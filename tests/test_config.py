@@ -52,3 +52,45 @@ def test_missing_file_and_bad_toml(tmp_path):
     bad.write_text("[classes\nlow_max = 3")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(bad)
+
+
+def test_a_users_file_overrides_only_the_keys_it_sets(tmp_path, monkeypatch):
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[training]\nmax_depth = 5\n[classes]\nmedium_max = 10\n")
+    s = load_settings(mine)
+    assert (s.max_depth, s.medium_max, s.low_max, s.buckets) == (5, 10, 3, 20) and s.source == str(mine)
+    (tmp_path / "bad.toml").write_text("[training]\nmax_depht = 5\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: unknown key training\.max_depht"):
+        load_settings(tmp_path / "bad.toml")
+    (tmp_path / "flat.toml").write_text("max_depth = 5\n")
+    with pytest.raises(ConfigError, match="max_depth = 5 is not a \\[section\\]"):
+        load_settings(tmp_path / "flat.toml")
+    monkeypatch.setenv("SALES_SQL_CONFIG", str(mine))
+    assert load_settings().max_depth == 5
+    other = tmp_path / "other.toml"
+    other.write_text("[training]\nmax_depth = 3\n")
+    assert load_settings(other).max_depth == 3  # a named file wins over the environment
+
+
+def test_config_command_writes_the_defaults_and_every_command_takes_config(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from sales_sql.cli import main
+    from sales_sql.config import DEFAULT_PATH
+
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(main, ["config", "--init", "s.toml"]).exit_code == 0
+    written = (tmp_path / "s.toml").read_text()
+    assert written == DEFAULT_PATH.read_text()
+    again = runner.invoke(main, ["config", "--init", "s.toml"])
+    assert again.exit_code == 1 and "exists already" in again.output
+    (tmp_path / "s.toml").write_text(written.replace("window_days = 30", "window_days = 9"))
+    shown = runner.invoke(main, ["config", "--config", "s.toml"])
+    assert "drift.window_days = 9" in shown.output and "from: s.toml" in shown.output
+    (tmp_path / "s.toml").write_text("[hashing]\nbuckets = 1\n")
+    (tmp_path / "x.duckdb").touch()
+    bad = runner.invoke(main, ["query", "--config", "s.toml", "x.duckdb", "SELECT 1"])
+    assert bad.exit_code == 1 and "hashing.buckets = 1 is not valid" in bad.output
+    for name, command in main.commands.items():
+        assert "--config" in [o for p in command.params for o in p.opts], name

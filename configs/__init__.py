@@ -1,0 +1,1 @@
+"""The default settings, shipped inside the package as sales_sql.configs (see pyproject.toml)."""
