@@ -1,4 +1,4 @@
-# make demo: the whole flow on generated demo data (demo/ is remade each time), ending with predictions and drift checks.   make test: the test suite.
+# make demo: the whole flow on generated demo data (demo/ is remade each time), ending with predictions, drift checks and doctor.   make test: the test suite.
 # Both create the virtual environment (.venv) first when it is missing or pyproject.toml changed.
 PYTHON ?= python3
 VENV := .venv
@@ -36,6 +36,8 @@ demo: $(BIN)/.installed
 	$(BIN)/sales-sql load demo/drifted.duckdb demo/drifted.parquet
 	$(BIN)/sales-sql promote demo/drifted.duckdb --best --models-dir demo/models
 	$(BIN)/sales-sql drift demo/drifted.duckdb --window 30d --end 2025-10-31 --plot demo/drift.png; test $$? -eq 1
+	@echo "--- doctor: the health of the demo database (expect every check OK, exit 0)"
+	$(BIN)/sales-sql doctor $(DEMO_DB)
 
 test: $(BIN)/.installed
 	$(BIN)/pytest

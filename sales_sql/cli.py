@@ -15,9 +15,9 @@ from .loader import PRESETS, LoadError, load_files, parse_mapping
 
 def _fail(e: Exception) -> click.ClickException:
     message = str(e)
-    held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", message)
-    if held:  # DuckDB: one writing process, or several reading ones, never both
-        message = (f"the database file is in use by another process (PID {held.group(2)}, {held.group(1)}). "
+    holder = db.lock_holder(e)
+    if holder:  # DuckDB: one writing process, or several reading ones, never both
+        message = (f"the database file is in use by another process ({holder}). "
                    "Wait for it to finish or close that connection (sales_sql.close(path) in Python), then "
                    "run this again. Read-only commands (query, models) can run beside other readers.")
     return click.ClickException(message)
@@ -194,11 +194,15 @@ def _days(value: str) -> int:
     return int(m.group(1))
 
 
+format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                             show_default=True, help="Print the report as a table or as JSON.")
+
+
 @main.command()
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
 @click.option("--window", help="Days of recent invoices to check, e.g. 30d (default: drift.window_days).")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day of the window (default: the latest sale).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write baseline vs window distributions of what "
               "drifted to this PNG.")
 @click.option("--no-save", is_flag=True, help="Do not append to drift_report (opens the file read-only).")
@@ -362,6 +366,88 @@ def models(database):
     for r in rows:
         click.echo(f"{r['version']:>7} {'*' if r['production'] else '':>4} {'D' if r['deployed_here'] else '':>4} "
                    f"{r['accuracy']:9.4f} {r['macro_f1']:9.4f}  {r['cutoff']}")
+
+
+def _findings(rows, fmt: str, head: tuple[str, str]) -> None:
+    """doctor's checks or pipeline's steps: a table (with the fix under each row that has one), or JSON."""
+    import dataclasses
+    import json
+
+    if fmt == "json":
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
+        return
+    click.echo(f"{head[0]:10} {head[1]:9} detail")
+    for r in rows:
+        click.echo(f"{r.name:10} {r.status:9} {r.detail}")
+        if r.fix:
+            click.echo(f"{'':20} fix: {r.fix}")
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False))
+@format_option
+@config_option
+def doctor(database, fmt):
+    """Check the health of DATABASE without changing it: schema and history, the deployed model, MLflow's
+    @production alias, the last drift check, rejected lines, free disk. Each finding that is not OK names the
+    command that fixes it. Exit code 0: all OK, 1: a WARN or FAIL, 2: the check could not run.
+
+    Example: sales-sql doctor sales.duckdb --format json
+    """
+    import os
+
+    from .ops import OK, OpsError, doctor as check_health
+
+    # a health check answers in seconds: no minutes of MLflow's HTTP retries against a server that is down
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        found = check_health(database, _settings())
+    except (OpsError, click.ClickException) as e:
+        click.echo(f"Error: {e.format_message() if isinstance(e, click.ClickException) else e}", err=True)
+        sys.exit(2)
+    _findings(found, fmt, ("check", "status"))
+    sys.exit(0 if all(f.status == OK for f in found) else 1)
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--cutoff", help="Passed to retrain: train before this day, validate from it (YYYY-MM-DD).")
+@click.option("--force", is_flag=True, help="Retrain even when no new usable line arrived.")
+@click.option("--wait", "wait", default="0s", show_default=True, metavar="DURATION",
+              help="While another process holds DATABASE, retry opening it for this long (30s, 5m), then give up.")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="seed", show_default=True,
+              help="Column names of FILES, as for load.")
+@click.option("--allow-rejects", is_flag=True, help="Load the good lines of a file with bad ones, as for load.")
+@format_option
+@models_dir_option
+@config_option
+def pipeline(database, files, cutoff, force, wait, preset, allow_rejects, fmt, models_dir):
+    """The scheduled flow in one command: load each of FILES (all or nothing per file; a file loaded before is
+    skipped), retrain when new usable lines arrived since the last retrain (or --force), promote through the
+    gate, then check drift over the latest window. Exit code 0: done (promoted or nothing to do), 1: the gate
+    refused or drift was found, 2: a step failed (named; the steps before it stay done) or DATABASE stayed held.
+
+    Example: sales-sql pipeline sales.duckdb incoming/2025-12-*.parquet --wait 5m
+    """
+    from .ops import OpsError, exit_code, parse_duration, pipeline as run
+
+    def say(message):
+        click.echo(message, err=True)
+
+    try:
+        seconds = parse_duration(wait)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--wait") from None
+    try:
+        steps = run(database, files, _settings(), cutoff=cutoff, force=force, wait=seconds, models_dir=models_dir,
+                    preset=preset, allow_rejects=allow_rejects, say=say)
+    except (OpsError, click.ClickException) as e:
+        click.echo(f"Error: {e.format_message() if isinstance(e, click.ClickException) else e}", err=True)
+        sys.exit(2)
+    _findings(steps, fmt, ("step", "status"))
+    sys.exit(exit_code(steps))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import string
 from pathlib import Path
 
@@ -59,16 +60,23 @@ def transaction(con: duckdb.DuckDBPyConnection):
         raise
 
 
+def lock_holder(error: Exception | str) -> str | None:
+    """The process named by DuckDB's lock error ("PID 123 (/usr/bin/python3)"), None for any other error. DuckDB lets
+    one process write a file only while no other process has it open."""
+    held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", str(error))
+    return f"PID {held.group(2)} ({held.group(1)})" if held else None
+
+
 def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
     return first_row(con, "SELECT current_setting('access_mode')")[0] == "read_only"
 
 
-def _history_signature(settings: Settings) -> str:
+def history_signature(settings: Settings) -> str:
     # usable_lines=2: history built before usable_lines left out NaN prices and infinite dates is rebuilt once
     return f"low_max={settings.low_max};medium_max={settings.medium_max};usable_lines=2"
 
 
-def _invoices_signature(con: duckdb.DuckDBPyConnection) -> str:
+def invoices_signature(con: duckdb.DuckDBPyConnection) -> str:
     """Changes whenever a line is added, removed or edited (about 25 ms per million lines)."""
     n, h = first_row(con, """SELECT count(*), bit_xor(hash(line_id, sale_time, branch_id, item_code, quantity_sold,
                                                            unit_price, customer_id)) FROM invoices""")
@@ -77,18 +85,18 @@ def _invoices_signature(con: duckdb.DuckDBPyConnection) -> str:
 
 def rebuild_history(con: duckdb.DuckDBPyConnection, settings: Settings, invoices: str | None = None) -> None:
     """Recompute the history table from invoices (call inside the caller's transaction, if any); `invoices` is
-    their _invoices_signature when the caller has it already."""
+    their invoices_signature when the caller has it already."""
     run_sql(con, "history", settings)
     con.executemany("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)",
-                    [("history_settings", _history_signature(settings)),
-                     ("history_invoices", invoices or _invoices_signature(con))])
+                    [("history_settings", history_signature(settings)),
+                     ("history_invoices", invoices or invoices_signature(con))])
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     run_sql(con, "schema", settings)
     built = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
-    invoices = _invoices_signature(con)
-    if built.get("history_settings") != _history_signature(settings) or built.get("history_invoices") != invoices:
+    invoices = invoices_signature(con)
+    if built.get("history_settings") != history_signature(settings) or built.get("history_invoices") != invoices:
         with transaction(con):  # new thresholds, or lines edited by hand
             rebuild_history(con, settings, invoices)
     run_sql(con, "training_set", settings)

@@ -132,7 +132,7 @@ CASE
 END"""
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -200,7 +200,7 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
     path = Path(path)
     if not path.is_file():
         raise LoadError(f"{path} does not exist or is not a file")
-    sha = _file_sha256(path)
+    sha = file_sha256(path)
     report = LoadReport(file=str(path))
     try:
         _stage(con, path, preset, mapping or {})

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import mlflow
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xgboost as xgb
 from mlflow import MlflowClient
@@ -28,11 +29,16 @@ from .predict import invalidate
 from .training import CLASSES, TrainingError, evaluate, prepare, run_key, train, xgb_params
 
 ALIAS = "production"
+TRAINED_THROUGH = "trained_through_line_id"  # sales_sql_meta: the last line_id the latest retrain read
 BASELINE_ARTIFACT = "drift_baseline.parquet"
 
 
 class RegistryError(ValueError):
     """A lifecycle step was refused or failed; production is unchanged."""
+
+
+class GateRefused(RegistryError):
+    """promote's gate refused a version (worse than production, or without metrics); production is unchanged."""
 
 
 def tracking_uri(db_path: str | os.PathLike) -> str:
@@ -47,7 +53,7 @@ def _store_missing(db_path) -> Path | None:
     return path if path is not None and not path.exists() else None
 
 
-def _client(db_path, *, existing: bool = False) -> MlflowClient:
+def mlflow_client(db_path, *, existing: bool = False) -> MlflowClient:
     """The MLflow client of db_path's store; with existing=True a missing sqlite store is refused, not created."""
     missing = _store_missing(db_path) if existing else None
     if missing is not None:
@@ -114,7 +120,7 @@ def warm_up(db_path: str, settings: Settings) -> None:
     library), which the CLI runs in a thread while DuckDB reads the training data."""
     import matplotlib.pyplot  # noqa: F401
 
-    _experiment_id(_client(db_path), db_path, settings)
+    _experiment_id(mlflow_client(db_path), db_path, settings)
 
 
 def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "models", *,
@@ -130,7 +136,7 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
     state_file = run_dir / "state.json"
     state = json.loads(state_file.read_text()) if resume and state_file.is_file() else {}
 
-    client = _client(db_path)
+    client = mlflow_client(db_path)
     experiment_id = _experiment_id(client, db_path, settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     with mlflow.start_run(run_id=state.get("run_id"), experiment_id=None if state else experiment_id) as run:
@@ -176,6 +182,9 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
         try:
             with db.opened(db_path, settings=settings) as con, db.transaction(con):
                 store_baseline(con, settings, version, baseline)
+                # what `sales-sql pipeline` compares with the file's newest usable line to decide on a retrain
+                con.execute("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)",
+                            [TRAINED_THROUGH, str(max(pc.max(t["line_id"]).as_py() for t in (data.train, data.valid)))])
         except duckdb.Error as e:
             raise RegistryError(f"version {version} is registered, but its drift baseline could not be written to "
                                 f"{db_path}: {e}; `sales-sql promote` will copy it there") from None
@@ -201,7 +210,7 @@ def _versions(client: MlflowClient, name: str) -> list:
         raise store_failed(e) from None
 
 
-def _production(client: MlflowClient, name: str) -> int | None:
+def production_version(client: MlflowClient, name: str) -> int | None:
     try:
         return int(client.get_model_version_by_alias(name, ALIAS).version)
     except MlflowException as e:
@@ -262,7 +271,7 @@ def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_d
         _export_bundle(models_dir, settings, int(version.version), raw, spec, metrics)
     except OSError as e:
         raise RegistryError(f"cannot write the model bundle to {models_dir}: {e}; production is unchanged") from None
-    previous = _production(client, settings.model_name)
+    previous = production_version(client, settings.model_name)
     with db.opened(db_path, settings=settings) as con:
         _set_alias(client, settings.model_name, int(version.version))
         try:
@@ -279,7 +288,7 @@ def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_d
 def promote(db_path: str, settings: Settings, version: int | None = None, *, best: bool = False,
             force: bool = False, models_dir: str | os.PathLike = "models") -> int:
     """Make a version production: the gate, then alias + deployed copy in the file + bundle in models/."""
-    client = _client(db_path, existing=True)
+    client = mlflow_client(db_path, existing=True)
     versions = _versions(client, settings.model_name)
     if not versions:
         raise RegistryError(f"model {settings.model_name!r} has no versions yet; run `sales-sql retrain` first")
@@ -298,14 +307,14 @@ def promote(db_path: str, settings: Settings, version: int | None = None, *, bes
                                 f"{', '.join(v.version for v in versions)}")
         candidate = matches[0]
     if np.isnan(_macro_f1(candidate)) and not force:
-        raise RegistryError(f"version {candidate.version} has no validation metrics: the retrain that registered it "
+        raise GateRefused(f"version {candidate.version} has no validation metrics: the retrain that registered it "
                             "did not finish. Retrain again, promote another version, or use --force to promote it "
                             "anyway")
-    current = _production(client, settings.model_name)
+    current = production_version(client, settings.model_name)
     if current is not None and not force:
         champion = next(v for v in versions if int(v.version) == current)
         if _macro_f1(candidate) < _macro_f1(champion):
-            raise RegistryError(
+            raise GateRefused(
                 f"version {candidate.version} (validation macro-F1 {_macro_f1(candidate):.4f}) is worse than "
                 f"production version {current} ({_macro_f1(champion):.4f}); not promoted. Use --force to promote "
                 "it anyway")
@@ -322,7 +331,7 @@ def rollback(db_path: str, settings: Settings, models_dir: str | os.PathLike = "
     previous = next((v for v, s in rows if s == "retired" and v != active), None)
     if active is None or previous is None:
         raise RegistryError("there is no earlier production version in this database file to roll back to")
-    client = _client(db_path, existing=True)
+    client = mlflow_client(db_path, existing=True)
     version = next((v for v in _versions(client, settings.model_name) if int(v.version) == previous), None)
     if version is None:
         raise RegistryError(f"version {previous} is no longer in the MLflow registry at {tracking_uri(db_path)}")
@@ -334,17 +343,17 @@ def list_models(db_path: str, settings: Settings) -> list[dict]:
     """Every registered version with its metrics, whether it is @production and whether this file runs it."""
     if _store_missing(db_path) is not None:
         return []  # nothing trained yet (and no empty store created)
-    client = _client(db_path)
+    client = mlflow_client(db_path)
     with db.opened(db_path, read_only=True, settings=settings) as con:
         row = db.first_row(con, "SELECT version FROM deployed_models WHERE status = 'active' AND model_name = ?",
                            [settings.model_name])
     deployed = row[0] if row else None
-    production = _production(client, settings.model_name)
+    production = production_version(client, settings.model_name)
     return [{"version": int(v.version), "macro_f1": _macro_f1(v), "accuracy": float(v.tags.get("accuracy", "nan")),
              "cutoff": v.tags.get("cutoff", ""), "production": int(v.version) == production,
              "deployed_here": int(v.version) == deployed, "run_id": v.run_id}
             for v in _versions(client, settings.model_name)]
 
 
-__all__ = ["MlflowException", "RegistryError", "TrainingError", "list_models", "promote", "retrain", "rollback",
+__all__ = ["GateRefused", "MlflowException", "RegistryError", "TrainingError", "list_models", "promote", "retrain", "rollback",
            "store_failed", "tracking_uri"]

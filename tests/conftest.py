@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,24 @@ def con(settings):
     c = sales_sql.connect(settings=settings)
     yield c
     c.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory):
+    """One sqlite MLflow store with its schema migrations done; tests copy it (migrating takes seconds)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, migrated_store, monkeypatch):
+    path = tmp_path / "mlflow.db"
+    shutil.copy(migrated_store, path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{path}")
+    return f"sqlite:///{path}"
 
 
 def run_cli(*args, check=True, cwd=None):

@@ -7,12 +7,15 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import SALES_SQL, run_cli
-from test_lifecycle import QUICK, make_db, migrated_store, store  # noqa: F401  (fixtures)
+from test_lifecycle import QUICK, make_db
 
 import sales_sql
 from sales_sql.demo import generate, write
 
+pytestmark = pytest.mark.slow
 KILL_AT = (0.2, 0.55, 0.9)  # fractions of the command's uninterrupted run time (import, open, read, write)
 
 

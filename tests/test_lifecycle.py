@@ -18,24 +18,6 @@ from sales_sql.loader import load_file
 QUICK = {"num_boost_round": 40, "early_stopping_rounds": 0, "max_depth": 4, "checkpoint_every": 20}
 
 
-@pytest.fixture(scope="session")
-def migrated_store(tmp_path_factory):
-    """One sqlite MLflow store with its schema migrations done; tests copy it (migrating takes seconds)."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def store(tmp_path, migrated_store, monkeypatch):
-    path = tmp_path / "mlflow.db"
-    shutil.copy(migrated_store, path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{path}")
-    return f"sqlite:///{path}"
-
-
 def make_db(tmp_path, settings, lines=30_000, days=200, **gen):
     db = tmp_path / "s.duckdb"
     data = write(generate(lines=lines, days=days, **gen), tmp_path / "inv.parquet")
@@ -194,6 +176,7 @@ def test_retrain_refuses_data_that_cannot_train_and_registers_nothing(tmp_path, 
     assert MlflowClient(store).search_registered_models() == []
 
 
+@pytest.mark.slow  # a fault test
 def test_killed_retrain_resumes_from_its_last_checkpoint(tmp_path, settings, store):
     """SIGKILL once a checkpoint exists; --resume continues from the latest checkpoint's iteration."""
     import xgboost as xgb

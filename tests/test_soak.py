@@ -6,10 +6,13 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from test_predict import deploy, trained  # noqa: F401  (trained is a fixture)
 
 import sales_sql
 
+pytestmark = pytest.mark.slow
 READERS = 4
 SECONDS = float(os.environ.get("SALES_SQL_SOAK_SECONDS", "4"))
 READER = textwrap.dedent("""

@@ -1,0 +1,296 @@
+"""Operations in one call each: doctor (is this database file healthy, and what fixes it) and pipeline (the
+scheduled flow: load, retrain when there is something new, promote through the gate, check drift).
+
+doctor only reads. pipeline writes, one step at a time: a failed step leaves the steps before it done.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from . import db
+from .config import Settings
+from .loader import LoadError, file_sha256, load_file
+from .monitor import DriftError, check
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+SALES_SQL_TABLES = ("invoices", "rejected_rows", "load_log", "sales_sql_meta", "history", "deployed_models",
+                    "drift_baseline", "drift_report")
+
+
+class OpsError(RuntimeError):
+    """doctor could not run, or pipeline could not open the file; nothing was changed."""
+
+
+@dataclass
+class Finding:
+    """One row of doctor's report, or one step of pipeline's summary."""
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+# ---- doctor -------------------------------------------------------------------------------------------------
+
+def doctor(db_path: str, settings: Settings) -> list[Finding]:
+    """Check a database file without changing it; every finding that is not OK names the command that fixes it."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise OpsError(f"{db_path} does not exist; `sales-sql load {db_path} FILE` creates it")
+    try:
+        con = db.connect(db_path, read_only=True, settings=settings)
+    except duckdb.Error as e:
+        holder = db.lock_holder(e)
+        raise OpsError(f"cannot open {db_path}: " + (f"{holder} has it open for writing; run doctor when it is done"
+                                                       if holder else str(e).splitlines()[0])) from None
+    try:
+        present = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        missing = [t for t in SALES_SQL_TABLES if t not in present]
+        if missing:
+            return [Finding("schema", FAIL, f"not a sales_sql database: no {', '.join(missing)}",
+                            f"sales-sql load {db_path} FILE")]
+        found = [Finding("schema", OK, "every sales_sql table is there"), _history(con, settings, db_path)]
+        found.append(_model(con, settings, db_path))
+        found.append(_registry(con, settings, db_path))
+        found.append(_drift(con, settings, db_path))
+        found.append(_rejects(con, db_path))
+    finally:
+        con.close()
+        db.close(db_path)
+    return found + [_disk(path)]
+
+
+def _history(con, settings: Settings, db_path: str) -> Finding:
+    built = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
+    if built.get("history_settings") != db.history_signature(settings):
+        why = "was built with other class thresholds (or by an older sales_sql)"
+    elif built.get("history_invoices") != db.invoices_signature(con):
+        why = "is older than the invoices (lines were added or edited outside sales_sql)"
+    else:
+        return Finding("history", OK, "current with the invoices and the settings")
+    return Finding("history", WARN, f"the history table {why}; predictions read it as it is",
+                   f"any command that opens the file for writing rebuilds it, e.g. sales-sql drift {db_path}")
+
+
+def _model(con, settings: Settings, db_path: str) -> Finding:
+    from .predict import MISMATCH, MODEL, NO_MODEL, load_deployment
+
+    warnings = _Captured()
+    logging.getLogger("sales_sql").addHandler(warnings)
+    try:
+        dep = load_deployment(con, settings)
+    finally:
+        logging.getLogger("sales_sql").removeHandler(warnings)
+    retrain = f"sales-sql retrain {db_path} && sales-sql promote {db_path}"
+    if dep.source == NO_MODEL:
+        return Finding("model", FAIL, dep.reason, retrain)
+    if dep.source == MISMATCH:
+        return Finding("model", FAIL, dep.reason, retrain)
+    if dep.source != MODEL:
+        return Finding("model", FAIL, dep.reason, f"sales-sql promote {db_path} {dep.version} --force "
+                       "(deploys that version again from MLflow)")
+    if dep.trees is None:
+        return Finding("model", WARN, f"v{dep.version} reads and its spec is current, but it runs on XGBoost's "
+                       f"predictor, about 2x slower: {'; '.join(warnings.messages) or 'its trees did not compile'}",
+                       "none needed (same answers); report the message if the model is a plain multi:softprob one")
+    return Finding("model", OK, f"v{dep.version} reads, its feature spec is current, it runs on the compiled trees")
+
+
+class _Captured(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _registry(con, settings: Settings, db_path: str) -> Finding:
+    from . import registry
+
+    row = db.first_row(con, "SELECT version FROM deployed_models WHERE status = 'active' AND model_name = ?",
+                       [settings.model_name])
+    deployed = row[0] if row else None
+    try:
+        client = registry.mlflow_client(db_path, existing=True)
+        production = registry.production_version(client, settings.model_name)
+    except registry.RegistryError as e:
+        return Finding("mlflow", FAIL, str(e), "set MLFLOW_TRACKING_URI to the store the models were trained in")
+    except registry.MlflowException as e:
+        return Finding("mlflow", FAIL, str(registry.store_failed(e)),
+                       "start the MLflow server or set MLFLOW_TRACKING_URI to a store that answers")
+    except OSError as e:  # a server that is not there, with MLflow's retries turned off
+        return Finding("mlflow", FAIL, f"the MLflow store at {registry.tracking_uri(db_path)} does not answer: "
+                       f"{str(e).splitlines()[0][:200]}", "start the MLflow server or set MLFLOW_TRACKING_URI")
+    if production == deployed:
+        what = f"@production is v{production}, the version deployed here" if production else "no version yet"
+        return Finding("mlflow", OK, f"the store answers; {what}")
+    if production is None:
+        return Finding("mlflow", WARN, f"this file runs v{deployed}, but no version holds MLflow's @production alias",
+                       f"sales-sql promote {db_path} {deployed} --force")
+    return Finding("mlflow", WARN, f"MLflow's @production is v{production}, but this file runs "
+                   f"{f'v{deployed}' if deployed else 'no model'}", f"sales-sql promote {db_path} {production} --force")
+
+
+def _drift(con, settings: Settings, db_path: str) -> Finding:
+    rows = con.execute("""SELECT window_start, window_end, model_version, feature, is_drift FROM drift_report
+                          WHERE run_id = (SELECT max(run_id) FROM drift_report) ORDER BY feature""").fetchall()
+    if not rows:
+        return Finding("drift", WARN, "no drift check has run on this file", f"sales-sql drift {db_path}")
+    start, end, version = rows[0][:3]
+    window = f"window {start} .. {end} against v{version}"
+    drifted = [r[3] for r in rows if r[4]]
+    if drifted:
+        return Finding("drift", WARN, f"the last check found drift in {', '.join(drifted)} ({window})",
+                       f"retrain on recent lines: sales-sql retrain {db_path} && sales-sql promote {db_path}")
+    return Finding("drift", OK, f"the last check found no drift ({window})")
+
+
+def _rejects(con, db_path: str) -> Finding:
+    last = db.first_row(con, "SELECT source_file, rejected, loaded_at FROM load_log ORDER BY loaded_at DESC LIMIT 1")
+    if last is None:
+        return Finding("rejects", WARN, "nothing has been loaded", f"sales-sql load {db_path} FILE")
+    file, rejected, at = last
+    if rejected:
+        return Finding("rejects", WARN, f"the last load ({file}, {at:%Y-%m-%d %H:%M}) rejected {rejected} line(s)",
+                       f"see them with sales-sql query {db_path} \"SELECT source_line, reason FROM rejected_rows "
+                       f"WHERE source_file = {db.quote_literal(file)}\", correct the file and load it again")
+    return Finding("rejects", OK, f"the last load ({file}, {at:%Y-%m-%d %H:%M}) rejected no line")
+
+
+def _disk(path: Path) -> Finding:
+    size = sum(p.stat().st_size for p in (path, path.with_name(path.name + ".wal")) if p.exists())
+    free = shutil.disk_usage(path.resolve().parent).free
+    detail = f"{free / 2**30:.1f} GB free beside the file ({size / 2**30:.2f} GB)"
+    fix = f"free space on the file system of {path.resolve().parent}: a load or a retrain may write the file's size again"
+    if free < size:
+        return Finding("disk", FAIL, detail, fix)
+    if free < max(2 * size, 2**30):
+        return Finding("disk", WARN, detail, fix)
+    return Finding("disk", OK, detail)
+
+
+# ---- pipeline -----------------------------------------------------------------------------------------------
+
+def open_waiting(db_path: str, settings: Settings, wait: float, say=print):
+    """db.connect(db_path) for writing, retrying for up to `wait` seconds while another process holds the file
+    (saying once who); OpsError naming the holder when it is still held after that."""
+    deadline = time.monotonic() + wait
+    said = False
+    while True:
+        try:
+            return db.connect(db_path, settings=settings)
+        except duckdb.Error as e:
+            holder = db.lock_holder(e)
+            if holder is None:
+                raise OpsError(f"cannot open {db_path}: {str(e).splitlines()[0]}") from None
+            if time.monotonic() >= deadline:
+                raise OpsError(f"{db_path} is held by {holder}" + (f" after waiting {wait:g} s" if wait else "") +
+                               "; nothing was changed. Close that connection (sales_sql.close(path) in Python), "
+                               "or give it longer with --wait") from None
+            if not said:
+                say(f"{db_path} is held by {holder}; waiting up to {wait:g} s")
+                said = True
+            time.sleep(0.2)
+
+
+def retrain_reason(con, settings: Settings, force: bool) -> str | None:
+    """Why the pipeline should retrain now, or None: --force, nothing deployed, or usable lines newer than those
+    the file's last retrain read (sales_sql_meta, written by registry.retrain)."""
+    from .registry import TRAINED_THROUGH
+
+    if force:
+        return "--force"
+    if db.first_row(con, "SELECT 1 FROM deployed_models WHERE status = 'active' AND model_name = ?",
+                    [settings.model_name]) is None:
+        return "no model is deployed yet"
+    row = db.first_row(con, "SELECT value FROM sales_sql_meta WHERE key = ?", [TRAINED_THROUGH])
+    if row is None:
+        return "no retrain of this file is recorded"
+    new = db.first_row(con, "SELECT count(*) FROM usable_lines WHERE line_id > ?", [int(row[0])])[0]
+    return f"{new:,} usable line(s) newer than the last retrain" if new else None
+
+
+def pipeline(db_path: str, files, settings: Settings, *, cutoff: str | None = None, force: bool = False,
+             wait: float = 0.0, models_dir="models", preset: str = "seed", allow_rejects: bool = False,
+             say=print) -> list[Finding]:
+    """Load each file (all or nothing, a file loaded before is skipped), retrain when retrain_reason says so,
+    promote through the gate, then check drift over the latest window (saved only when something changed).
+    Returns one Finding per step: status done, skipped, refused (the gate), drift, or failed (the last one)."""
+    from . import registry
+    from .training import TrainingError
+
+    steps: list[Finding] = []
+    con = open_waiting(db_path, settings, wait, say)
+    try:
+        changed = False
+        for file in files:
+            sha = file_sha256(Path(file))
+            if db.first_row(con, "SELECT 1 FROM load_log WHERE file_sha256 = ?", [sha]):
+                steps.append(Finding("load", "skipped", f"{file}: loaded before (the same content)"))
+                continue
+            try:
+                r = load_file(con, file, preset=preset, allow_rejects=allow_rejects, settings=settings)
+            except LoadError as e:
+                return steps + [Finding("load", "failed", str(e), "correct the file, or pass --allow-rejects")]
+            changed |= r.loaded > 0
+            steps.append(Finding("load", "done", f"{file}: read {r.rows_read}, loaded {r.loaded}, duplicates "
+                                 f"{r.duplicates}, rejected {r.rejected}"))
+        reason = retrain_reason(con, settings, force)
+        if reason is None:
+            steps.append(Finding("retrain", "skipped", "no usable line newer than the last retrain"))
+        else:
+            try:
+                trained = registry.retrain(db_path, settings, models_dir, cutoff=cutoff, progress=False)
+            except (TrainingError, registry.RegistryError, registry.MlflowException, duckdb.Error) as e:
+                return steps + [Finding("retrain", "failed", f"{reason}: {e}")]
+            steps.append(Finding("retrain", "done", f"{reason}: version {trained.version}, validation macro-F1 "
+                                 f"{trained.metrics['macro_f1']:.4f}"))
+            try:
+                version = registry.promote(db_path, settings, trained.version, models_dir=models_dir)
+                steps.append(Finding("promote", "done", f"version {version} is production"))
+                changed = True
+            except registry.GateRefused as e:
+                steps.append(Finding("promote", "refused", str(e)))
+            except (registry.RegistryError, registry.MlflowException, duckdb.Error) as e:
+                return steps + [Finding("promote", "failed", str(e))]
+        try:
+            report = check(con, settings, save=changed)
+        except (DriftError, duckdb.Error) as e:
+            return steps + [Finding("drift", "failed", str(e))]
+        window = f"window {report.window_start} .. {report.window_end} against v{report.model_version}"
+        drifted = ", ".join(r["feature"] for r in report.drifted)
+        steps.append(Finding("drift", "drift" if drifted else "done",
+                             f"drift in {drifted} ({window})" if drifted else f"no drift ({window})"))
+    finally:
+        con.close()
+        db.close(db_path)
+    return steps
+
+
+def exit_code(steps: list[Finding]) -> int:
+    """pipeline's exit code: 2 a step failed, 1 the gate refused or drift was found, 0 otherwise."""
+    statuses = {s.status for s in steps}
+    return 2 if "failed" in statuses else 1 if statuses & {"refused", "drift"} else 0
+
+
+def parse_duration(text: str) -> float:
+    """'5s', '2m', '1h' or a plain number of seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{text!r} is not a duration; write it like 30s, 5m or 1h")
+    return value
+
+
+__all__ = ["FAIL", "Finding", "OK", "OpsError", "WARN", "doctor", "exit_code", "parse_duration", "pipeline"]
