@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DB ?= demo/demo.duckdb
 
-.PHONY: demo test soak bench clean
+.PHONY: demo test soak bench clean sql
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,7 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) demo
+
+# sql/history.sql and sql/training_set.sql, rendered again from sales_sql/definition.py (tests fail while they differ)
+sql: $(BIN)/.installed
+	$(BIN)/python -c "from pathlib import Path; from sales_sql.definition import write_sql; write_sql(Path('sql'))"

@@ -20,7 +20,7 @@ import sales_sql
 from sales_sql.demo import generate, write
 from sales_sql.loader import load_file
 from sales_sql.monitor import baseline_table, check, store_baseline
-from sales_sql.predict import invalidate
+from sales_sql.serving import invalidate
 from sales_sql.training import load_dataset, xgb_params
 
 TRIES = 50

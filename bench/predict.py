@@ -37,7 +37,8 @@ from uci import CUTOFF, ROOT, fresh_mlflow_store, uci_database
 
 import sales_sql
 from sales_sql.config import load_settings
-from sales_sql.predict import Batch, score_into
+from sales_sql.lookups import Batch
+from sales_sql.scoring import score_into
 from sales_sql.trees import Trees
 
 ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
@@ -96,7 +97,7 @@ def main():
     con.sql("SELECT predict_sales_class(" + ARGS + ") FROM invoices LIMIT 5000").fetchall()  # load model, compile
 
     # 1. SQL vs one inplace_predict over the prebuilt matrix, same model, same lines
-    from sales_sql.predict import Predictor
+    from sales_sql.serving import Predictor
 
     predictor = Predictor(con, settings)
     dep = predictor.deployment()

@@ -8,14 +8,14 @@ import sys
 import click
 import duckdb
 
-from . import db
+from . import db, duck
 from .config import ConfigError, load_settings
 from .loader import PRESETS, LoadError, load_files, parse_mapping
 
 
 def _fail(e: Exception) -> click.ClickException:
     message = str(e)
-    holder = db.lock_holder(e)
+    holder = duck.lock_holder(e)
     if holder:  # DuckDB: one writing process, or several reading ones, never both
         message = (f"the database file is in use by another process ({holder}). "
                    "Wait for it to finish or close that connection (sales_sql.close(path) in Python), then "
@@ -172,7 +172,7 @@ def predict(database, table, where, replace, batch_rows):
 
     Example: sales-sql predict sales.duckdb --where "sale_time >= DATE '2025-12-01'" --into december
     """
-    from .predict import ScoreError, score_into
+    from .scoring import ScoreError, score_into
 
     def progress(done, total):
         click.echo(f"scored {done:,} of {total:,} lines", err=True)

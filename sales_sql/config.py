@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-# the sales classes, in label order: LOW up to low_max, MEDIUM up to medium_max, HIGH above
-CLASSES = ("LOW", "MEDIUM", "HIGH")
+from .definition import CLASSES, FEATURES, Definition  # noqa: F401  (CLASSES: its one place is the definition)
 
 
 def shipped(name: str):
@@ -53,6 +52,8 @@ class Settings:
     experiment: str
     model_name: str
     source: str
+    # the feature definition (not a settings-file key): the shipped one, or another for a test or an experiment
+    definition: Definition = FEATURES
 
 
 def _is_day_or_empty(value: str) -> bool:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import contextlib
-import re
-import string
+import hashlib
+import json
 from pathlib import Path
 
 import duckdb
 
-from .config import Settings, load_settings, shipped
+from .config import Settings, load_settings
+from .duck import first_row, is_read_only, run_sql, transaction
 from .udfs import register_udfs
 
 # DuckDB bug (shared/notes/duckdb-udf-facts.md): once the connection that registered a UDF is closed or
@@ -19,61 +20,11 @@ _anchors: dict[tuple[str, bool], duckdb.DuckDBPyConnection] = {}
 _registered: dict[int, duckdb.DuckDBPyConnection] = {}
 
 
-def sql_text(name: str, settings: Settings, **values) -> str:
-    """The text of sql/NAME.sql with $low_max / $medium_max / $buckets filled in from the settings (and any
-    other $names from `values`, which must be numbers or already quoted SQL)."""
-    template = string.Template(shipped(f"sql/{name}.sql").read_text(encoding="utf-8"))
-    return template.substitute(low_max=settings.low_max, medium_max=settings.medium_max, buckets=settings.buckets,
-                               **values)
-
-
-def run_sql(con: duckdb.DuckDBPyConnection, name: str, settings: Settings) -> None:
-    con.execute(sql_text(name, settings))
-
-
-def quote_literal(text: str) -> str:
-    """Text as a quoted SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def quote_ident(name: str) -> str:
-    """A name as a quoted SQL identifier (any text is safe inside)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def first_row(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | None:
-    """The first row of a query, with the result fully consumed (DuckDB 2 refuses some calls, such as
-    create_function, while a result is still open)."""
-    rows = con.execute(sql, params).fetchall() if params is not None else con.execute(sql).fetchall()
-    return rows[0] if rows else None
-
-
-@contextlib.contextmanager
-def transaction(con: duckdb.DuckDBPyConnection):
-    """BEGIN ... COMMIT around the block; ROLLBACK (and the exception goes on) when the block or COMMIT fails."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield con
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-
-
-def lock_holder(error: Exception | str) -> str | None:
-    """The process named by DuckDB's lock error ("PID 123 (/usr/bin/python3)"), None for any other error. DuckDB lets
-    one process write a file only while no other process has it open."""
-    held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", str(error))
-    return f"PID {held.group(2)} ({held.group(1)})" if held else None
-
-
-def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
-    return first_row(con, "SELECT current_setting('access_mode')")[0] == "read_only"
-
-
 def history_signature(settings: Settings) -> str:
-    # usable_lines=2: history built before usable_lines left out NaN prices and infinite dates is rebuilt once
-    return f"low_max={settings.low_max};medium_max={settings.medium_max};usable_lines=2"
+    # usable_lines=2: history built before usable_lines left out NaN prices and infinite dates is rebuilt once;
+    # the definition's digest: a history built from another feature definition is rebuilt
+    digest = hashlib.sha256(json.dumps(settings.definition.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return f"low_max={settings.low_max};medium_max={settings.medium_max};usable_lines=2;definition={digest}"
 
 
 def invoices_signature(con: duckdb.DuckDBPyConnection) -> str:

@@ -13,12 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .structs import CHI2, KS
+
 # scipy.stats is imported where it is used: importing it takes about a second, which every sales-sql command
 # (they all register these functions) would pay
 
 EXACT_KS_MAX_N = 10_000  # scipy's ks_2samp computes the exact p-value up to this sample size (method='auto')
-KS_FIELDS = ("statistic", "p_value", "effect_size", "n_current", "n_baseline")
-CHI2_FIELDS = ("statistic", "p_value", "dof", "effect_size", "categories", "n_current", "n_baseline")
+KS_FIELDS, CHI2_FIELDS = tuple(KS.names), tuple(CHI2.names)
 
 
 def _numbers(values) -> np.ndarray:

@@ -14,8 +14,10 @@ from pathlib import Path
 import duckdb
 
 from .config import Settings, load_settings
-from .db import first_row, quote_ident, quote_literal, rebuild_history, transaction
-from .predict import invalidate
+from .db import rebuild_history
+from .definition import FIRST_TIME, LAST_TIME
+from .duck import first_row, quote_ident, quote_literal, transaction
+from .serving import invalidate
 
 TARGETS = ("sale_time", "branch_id", "invoice_number", "item_code", "quantity_sold", "unit_price", "customer_id")
 REQUIRED = TARGETS[:5]
@@ -114,11 +116,11 @@ def _raw(col: str | None) -> str:
     return "NULL" if col is None else f"nullif(trim(CAST({quote_ident(col)} AS VARCHAR)), '')"
 
 
-_REASON = """
+_REASON = f"""
 CASE
     WHEN raw_sale_time IS NULL THEN 'missing date'
     WHEN sale_time IS NULL THEN 'bad date: ' || raw_sale_time
-    WHEN NOT sale_time BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '9999-12-31 23:59:59.999999'
+    WHEN NOT sale_time BETWEEN {FIRST_TIME} AND {LAST_TIME}
         THEN 'date outside the years 1 to 9999: ' || raw_sale_time
     WHEN branch_id IS NULL THEN 'missing branch'
     WHEN invoice_number IS NULL THEN 'missing invoice number'

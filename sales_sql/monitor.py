@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import Settings
-from .db import first_row, is_read_only, quote_literal, sql_text, transaction
+from .duck import active_deployment, first_row, is_read_only, quote_literal, sql_text, transaction
 
 BASELINE_ROWS = 100_000
 TOP_CATEGORIES = 20
@@ -69,8 +69,7 @@ def check(con, settings: Settings, *, window_days: int | None = None, end: dt.da
     """Run sql/drift.sql on a window of usable lines (the `window_days` days up to `end`, default: up to the
     latest sale) or on the lines of `window_sql`, against the production model's baseline; append the rows
     to drift_report unless `save` is False or the connection is read-only."""
-    row = first_row(con, """SELECT version FROM deployed_models WHERE status = 'active' AND model_name = ?""",
-                    [settings.model_name])
+    row = active_deployment(con, settings.model_name)
     if row is None:
         raise DriftError(f"no production model {settings.model_name!r} is deployed in this database; drift is "
                          "measured against the production model's training baseline: run `sales-sql promote`")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import db
+from . import db, duck
 from .config import Settings
 from .loader import LoadError, file_sha256, load_file
 from .monitor import DriftError, check
@@ -46,7 +46,7 @@ def doctor(db_path: str, settings: Settings) -> list[Finding]:
     try:
         con = db.connect(db_path, read_only=True, settings=settings)
     except duckdb.Error as e:
-        holder = db.lock_holder(e)
+        holder = duck.lock_holder(e)
         raise OpsError(f"cannot open {db_path}: " + (f"{holder} has it open for writing; run doctor when it is done"
                                                        if holder else str(e).splitlines()[0])) from None
     try:
@@ -79,7 +79,7 @@ def _history(con, settings: Settings, db_path: str) -> Finding:
 
 
 def _model(con, settings: Settings, db_path: str) -> Finding:
-    from .predict import MISMATCH, MODEL, NO_MODEL, load_deployment
+    from .serving import MISMATCH, MODEL, NO_MODEL, UNSERVABLE, load_deployment
 
     warnings = _Captured()
     logging.getLogger("sales_sql").addHandler(warnings)
@@ -88,9 +88,7 @@ def _model(con, settings: Settings, db_path: str) -> Finding:
     finally:
         logging.getLogger("sales_sql").removeHandler(warnings)
     retrain = f"sales-sql retrain {db_path} && sales-sql promote {db_path}"
-    if dep.source == NO_MODEL:
-        return Finding("model", FAIL, dep.reason, retrain)
-    if dep.source == MISMATCH:
+    if dep.source in (NO_MODEL, MISMATCH, UNSERVABLE):
         return Finding("model", FAIL, dep.reason, retrain)
     if dep.source != MODEL:
         return Finding("model", FAIL, dep.reason, f"sales-sql promote {db_path} {dep.version} --force "
@@ -114,8 +112,7 @@ class _Captured(logging.Handler):
 def _registry(con, settings: Settings, db_path: str) -> Finding:
     from . import registry
 
-    row = db.first_row(con, "SELECT version FROM deployed_models WHERE status = 'active' AND model_name = ?",
-                       [settings.model_name])
+    row = duck.active_deployment(con, settings.model_name)
     deployed = row[0] if row else None
     try:
         client = registry.mlflow_client(db_path, existing=True)
@@ -153,14 +150,14 @@ def _drift(con, settings: Settings, db_path: str) -> Finding:
 
 
 def _rejects(con, db_path: str) -> Finding:
-    last = db.first_row(con, "SELECT source_file, rejected, loaded_at FROM load_log ORDER BY loaded_at DESC LIMIT 1")
+    last = duck.first_row(con, "SELECT source_file, rejected, loaded_at FROM load_log ORDER BY loaded_at DESC LIMIT 1")
     if last is None:
         return Finding("rejects", WARN, "nothing has been loaded", f"sales-sql load {db_path} FILE")
     file, rejected, at = last
     if rejected:
         return Finding("rejects", WARN, f"the last load ({file}, {at:%Y-%m-%d %H:%M}) rejected {rejected} line(s)",
                        f"see them with sales-sql query {db_path} \"SELECT source_line, reason FROM rejected_rows "
-                       f"WHERE source_file = {db.quote_literal(file)}\", correct the file and load it again")
+                       f"WHERE source_file = {duck.quote_literal(file)}\", correct the file and load it again")
     return Finding("rejects", OK, f"the last load ({file}, {at:%Y-%m-%d %H:%M}) rejected no line")
 
 
@@ -187,7 +184,7 @@ def open_waiting(db_path: str, settings: Settings, wait: float, say=print):
         try:
             return db.connect(db_path, settings=settings)
         except duckdb.Error as e:
-            holder = db.lock_holder(e)
+            holder = duck.lock_holder(e)
             if holder is None:
                 raise OpsError(f"cannot open {db_path}: {str(e).splitlines()[0]}") from None
             if time.monotonic() >= deadline:
@@ -207,13 +204,12 @@ def retrain_reason(con, settings: Settings, force: bool) -> str | None:
 
     if force:
         return "--force"
-    if db.first_row(con, "SELECT 1 FROM deployed_models WHERE status = 'active' AND model_name = ?",
-                    [settings.model_name]) is None:
+    if duck.active_deployment(con, settings.model_name) is None:
         return "no model is deployed yet"
-    row = db.first_row(con, "SELECT value FROM sales_sql_meta WHERE key = ?", [TRAINED_THROUGH])
+    row = duck.first_row(con, "SELECT value FROM sales_sql_meta WHERE key = ?", [TRAINED_THROUGH])
     if row is None:
         return "no retrain of this file is recorded"
-    new = db.first_row(con, "SELECT count(*) FROM usable_lines WHERE line_id > ?", [int(row[0])])[0]
+    new = duck.first_row(con, "SELECT count(*) FROM usable_lines WHERE line_id > ?", [int(row[0])])[0]
     return f"{new:,} usable line(s) newer than the last retrain" if new else None
 
 
@@ -232,7 +228,7 @@ def pipeline(db_path: str, files, settings: Settings, *, cutoff: str | None = No
         changed = False
         for file in files:
             sha = file_sha256(Path(file))
-            if db.first_row(con, "SELECT 1 FROM load_log WHERE file_sha256 = ?", [sha]):
+            if duck.first_row(con, "SELECT 1 FROM load_log WHERE file_sha256 = ?", [sha]):
                 steps.append(Finding("load", "skipped", f"{file}: loaded before (the same content)"))
                 continue
             try:

@@ -22,10 +22,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from . import db
+from . import db, duck
 from .config import Settings
 from .monitor import baseline_table, store_baseline
-from .predict import invalidate
+from .serving import invalidate
 from .training import CLASSES, TrainingError, evaluate, prepare, run_key, train, xgb_params
 
 ALIAS = "production"
@@ -180,7 +180,7 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
         for tag, value in tags.items():
             client.set_model_version_tag(settings.model_name, str(version), tag, value)
         try:
-            with db.opened(db_path, settings=settings) as con, db.transaction(con):
+            with db.opened(db_path, settings=settings) as con, duck.transaction(con):
                 store_baseline(con, settings, version, baseline)
                 # what `sales-sql pipeline` compares with the file's newest usable line to decide on a retrain
                 con.execute("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)",
@@ -275,7 +275,7 @@ def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_d
     with db.opened(db_path, settings=settings) as con:
         _set_alias(client, settings.model_name, int(version.version))
         try:
-            with db.transaction(con):
+            with duck.transaction(con):
                 _write_deployment(con, settings, version, raw, spec, metrics, status_of_replaced)
                 if baseline is not None:
                     store_baseline(con, settings, int(version.version), baseline)
@@ -345,8 +345,7 @@ def list_models(db_path: str, settings: Settings) -> list[dict]:
         return []  # nothing trained yet (and no empty store created)
     client = mlflow_client(db_path)
     with db.opened(db_path, read_only=True, settings=settings) as con:
-        row = db.first_row(con, "SELECT version FROM deployed_models WHERE status = 'active' AND model_name = ?",
-                           [settings.model_name])
+        row = duck.active_deployment(con, settings.model_name)
     deployed = row[0] if row else None
     production = production_version(client, settings.model_name)
     return [{"version": int(v.version), "macro_f1": _macro_f1(v), "accuracy": float(v.tags.get("accuracy", "nan")),

@@ -17,34 +17,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xgboost as xgb
 
-from .config import CLASSES, Settings, shipped
-from .db import first_row
+from .config import Settings
+from . import definition
+from .definition import CLASSES
+from .duck import first_row
 
 # training_set columns that identify a line or hold its answer; every other column is a feature
 ID_COLUMNS = ("line_id", "sale_time", "sale_day", "branch_id", "item_code", "customer_id", "quantity_sold", "label")
-SPEC_VERSION = 1
 
 
 class TrainingError(ValueError):
     """The data cannot train a model (too little, one class, bad cut-off); nothing was registered."""
 
 
-def feature_spec(con, settings: Settings) -> dict:
-    """What a booster was trained on: feature names in matrix order, class thresholds and the SQL's hash."""
-    names = []
-    for name, sql_type, *_ in con.execute("DESCRIBE training_set").fetchall():
-        if name in ID_COLUMNS:
-            continue
-        if name == "hashed":
-            names += [f"hashed_{i}" for i in range(settings.buckets)]
-        else:
-            names.append(name)
-    sql = "".join(shipped(f"sql/{f}").read_text(encoding="utf-8") for f in ("history.sql", "training_set.sql"))
-    return {
-        "spec_version": SPEC_VERSION, "features": names, "classes": list(CLASSES), "low_max": settings.low_max,
-        "medium_max": settings.medium_max, "buckets": settings.buckets,
-        "feature_sql_sha256": hashlib.sha256(sql.encode()).hexdigest(),
-    }
+def feature_spec(settings: Settings) -> dict:
+    """What a booster is trained on (definition.spec): the feature definition and the names in matrix order, the
+    class thresholds, the buckets and the kernels' format."""
+    return definition.spec(settings.definition, settings.low_max, settings.medium_max, settings.buckets)
 
 
 def to_matrix(table: pa.Table, spec: dict) -> np.ndarray:
@@ -96,7 +85,7 @@ class Dataset:
 def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
     """Read training_set through Arrow and split it by time; refuse data that cannot train a model."""
     day = choose_cutoff(con, settings, cutoff)
-    spec = feature_spec(con, settings)
+    spec = feature_spec(settings)
     # ordered, so that the same data gives the same rows in the same order (and the same model) every time
     table = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
     is_train = pc.less(table["sale_day"], pa.scalar(day, pa.date32()))

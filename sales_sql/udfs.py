@@ -5,21 +5,15 @@ import duckdb
 import pyarrow as pa
 
 from .config import Settings
-from .drift import CHI2_FIELDS, KS_FIELDS, chi2_drift, ks_drift
+from .drift import chi2_drift, ks_drift
 from .features import hash_features_arrow
-
-KS_TYPE = ("STRUCT(statistic DOUBLE, p_value DOUBLE, effect_size DOUBLE, n_current BIGINT, n_baseline BIGINT)")
-CHI2_TYPE = ("STRUCT(statistic DOUBLE, p_value DOUBLE, dof INTEGER, effect_size DOUBLE, categories BIGINT, "
-             "n_current BIGINT, n_baseline BIGINT)")
-_KS_ARROW = pa.struct([("statistic", pa.float64()), ("p_value", pa.float64()), ("effect_size", pa.float64()),
-                       ("n_current", pa.int64()), ("n_baseline", pa.int64())])
-_CHI2_ARROW = pa.struct([("statistic", pa.float64()), ("p_value", pa.float64()), ("dof", pa.int32()),
-                         ("effect_size", pa.float64()), ("categories", pa.int64()), ("n_current", pa.int64()),
-                         ("n_baseline", pa.int64())])
+from .serving import Predictor, invalidate
+from .structs import CHI2, EXPLANATION, KS, PREDICTION, Struct
 
 
-def _per_row(test, fields, arrow_type):
+def _per_row(test, struct: Struct):
     """An arrow UDF over two list columns: `test` on each row's pair of lists (a NULL list counts as empty)."""
+    fields, arrow_type = struct.names, struct.arrow
 
     def udf(current, baseline):
         current = current.combine_chunks() if isinstance(current, pa.ChunkedArray) else current
@@ -54,24 +48,22 @@ def register_udfs(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
         con, "hash_features", hash_features, ["VARCHAR", "VARCHAR"], f"FLOAT[{buckets}]",
         type="arrow", null_handling="special",
     )
-    _replace_function(con, "ks_drift", _per_row(ks_drift, KS_FIELDS, _KS_ARROW), ["DOUBLE[]", "DOUBLE[]"], KS_TYPE,
+    _replace_function(con, "ks_drift", _per_row(ks_drift, KS), ["DOUBLE[]", "DOUBLE[]"], KS.duckdb,
                       type="arrow", null_handling="special")
-    _replace_function(con, "chi2_drift", _per_row(chi2_drift, CHI2_FIELDS, _CHI2_ARROW), ["VARCHAR[]", "VARCHAR[]"],
-                      CHI2_TYPE, type="arrow", null_handling="special")
+    _replace_function(con, "chi2_drift", _per_row(chi2_drift, CHI2), ["VARCHAR[]", "VARCHAR[]"], CHI2.duckdb,
+                      type="arrow", null_handling="special")
     register_prediction(con, settings)
 
 
 def register_prediction(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """_sales_predict / _sales_class / _sales_explain (the macros in sql/predict.sql wrap them), answered by a fresh
     Predictor that loads the deployed model on first use; other predictors of this process reload too."""
-    from .predict import EXPLAIN_TYPE, PREDICT_TYPE, Predictor, invalidate
-
     invalidate()
     predictor = Predictor(con, settings)
     args = ["DATE", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"]
-    _replace_function(con, "_sales_predict", predictor.predict_arrow, args, PREDICT_TYPE, type="arrow",
+    _replace_function(con, "_sales_predict", predictor.predict_arrow, args, PREDICTION.duckdb, type="arrow",
                       null_handling="special")
     _replace_function(con, "_sales_class", predictor.class_arrow, args, "VARCHAR", type="arrow",
                       null_handling="special")
-    _replace_function(con, "_sales_explain", predictor.explain_arrow, args, EXPLAIN_TYPE, type="arrow",
+    _replace_function(con, "_sales_explain", predictor.explain_arrow, args, EXPLANATION.duckdb, type="arrow",
                       null_handling="special")

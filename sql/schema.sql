@@ -54,7 +54,7 @@ CREATE OR REPLACE VIEW usable_lines AS
 SELECT line_id, sale_time, CAST(sale_time AS DATE) AS sale_day, branch_id, invoice_number, item_code,
        quantity_sold, CASE WHEN NOT isnan(unit_price) THEN unit_price END AS unit_price, customer_id
 FROM invoices
-WHERE quantity_sold > 0 AND sale_time BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '9999-12-31 23:59:59.999999';
+WHERE quantity_sold > 0 AND sale_time BETWEEN $first_time AND $last_time;
 
 -- Production models deployed into this file by `sales-sql promote` (one row per deployment).
 -- status: 'active' (answers predictions; at most one), 'retired' (replaced by a later promote),

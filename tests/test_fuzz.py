@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, event, given, settings as hsettings, strateg
 from test_predict import ARGS, deploy, trained  # noqa: F401  (trained is a fixture)
 
 import sales_sql
-from sales_sql import predict
+from sales_sql import serving
 from sales_sql.training import CLASSES
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)  # DuckDB strings are valid UTF-8
@@ -52,7 +52,7 @@ def test_any_rows_get_their_documented_answers(fuzz_con, rows):
         assert p["source"] == "model" and p["model_version"] == 1 and p["label"] == label in CLASSES
         probs = list(p["proba"].values())
         assert all(math.isfinite(x) and 0 <= x <= 1 for x in probs) and abs(sum(probs) - 1) < 1e-5
-        assert len(why) == predict.EXPLAIN_TOP and all(math.isfinite(e["contribution"]) for e in why)
+        assert len(why) == serving.EXPLAIN_TOP and all(math.isfinite(e["contribution"]) for e in why)
 
 
 CELL = st.one_of(st.none(), TEXT, st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),

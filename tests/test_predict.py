@@ -14,7 +14,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 from test_lifecycle import make_db
 
 import sales_sql
-from sales_sql import predict
+from sales_sql import lookups, scoring, serving
+from sales_sql.definition import FEATURES, FIRST_DAY, LAST_DAY, readable
 from sales_sql.training import CLASSES, feature_spec, labels, to_matrix, xgb_params
 
 ARGS = "sale_day, branch_id, item_code, unit_price, customer_id"
@@ -26,7 +27,7 @@ def deploy(con, booster, spec, version):
     con.execute("""INSERT INTO deployed_models (model_name, version, run_id, booster, feature_spec, metrics, status)
                    VALUES ('sales_sql_class', ?, 'test', ?, ?, '{}', 'active')""",
                 [version, bytes(booster.save_raw("ubj")), json.dumps(spec)])
-    predict.invalidate()
+    serving.invalidate()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def trained(tmp_path_factory):
     db = make_db(folder, settings, lines=20_000, days=150)
     con = sales_sql.connect(db, settings=settings)
     table = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
-    spec = feature_spec(con, settings)
+    spec = feature_spec(settings)
     X = to_matrix(table, spec)
     booster = xgb.train(xgb_params(settings) | {"max_depth": 4}, xgb.DMatrix(X, labels(table),
                         feature_names=spec["features"]), 15)
@@ -58,12 +59,12 @@ def db(trained, tmp_path, settings):
     sales_sql.close(path)
 
 
-@pytest.mark.parametrize("split_rows", [predict.SPLIT_ROWS, 1000], ids=["one thread", "two threads"])
+@pytest.mark.parametrize("split_rows", [lookups.SPLIT_ROWS, 1000], ids=["one thread", "two threads"])
 def test_prediction_time_features_equal_the_training_view_on_every_line(trained, settings, monkeypatch, split_rows):
     db, table, spec, X, _ = trained
-    monkeypatch.setattr(predict, "SPLIT_ROWS", split_rows)  # bulk batches compute their halves side by side
+    monkeypatch.setattr(lookups, "SPLIT_ROWS", split_rows)  # bulk batches compute their halves side by side
     con = sales_sql.connect(db, read_only=True, settings=settings)
-    batch = predict.Batch(predict.HistoryIndex(con), *[table[c] for c in ARGS.split(", ")])
+    batch = lookups.Batch(lookups.HistoryIndex.of(FEATURES, con), *[table[c] for c in ARGS.split(", ")])
     Y = batch.matrix(spec)
     sales_sql.close(db)
     assert X.shape == Y.shape and X.shape[0] > 10_000
@@ -74,15 +75,15 @@ def test_prediction_time_features_equal_the_training_view_on_uci(uci_db, setting
     """Real data: every usable UCI line (about a million), in 2048-row batches as DuckDB hands them over."""
     path = uci_db
     con = sales_sql.connect(path, read_only=True, settings=settings)
-    spec = feature_spec(con, settings)
-    index = predict.HistoryIndex(con)
+    spec = feature_spec(settings)
+    index = lookups.HistoryIndex.of(FEATURES, con)
     reader = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_reader(2048 * 50)
     lines = 0
     for rb in reader:
         t = pa.Table.from_batches([rb])
         for start in range(0, t.num_rows, 2048):
             part = t.slice(start, 2048)
-            Y = predict.Batch(index, *[part[c] for c in ARGS.split(", ")]).matrix(spec)
+            Y = lookups.Batch(index, *[part[c] for c in ARGS.split(", ")]).matrix(spec)
             np.testing.assert_array_equal(to_matrix(part, spec), Y)
         lines += t.num_rows
     sales_sql.close(path)
@@ -94,7 +95,7 @@ def test_predictions_equal_the_boosters_own(trained, db, settings, compiled, mon
     _, table, spec, X, booster = trained
     path, con = db
     if not compiled:  # what answers when the trees cannot be compiled (trees.py)
-        monkeypatch.setattr(predict.Trees, "of", lambda booster: None)
+        monkeypatch.setattr(serving.Trees, "of", lambda booster: None)
     deploy(con, booster, spec, 1)
     rows = con.sql(f"""SELECT predict_sales({ARGS}) AS p, predict_sales_class({ARGS}) AS c,
                               predict_sales_proba({ARGS}) AS q
@@ -102,7 +103,7 @@ def test_predictions_equal_the_boosters_own(trained, db, settings, compiled, mon
     expected = booster.inplace_predict(X)
     got = np.array([[r[0]["proba"]["low"], r[0]["proba"]["medium"], r[0]["proba"]["high"]] for r in rows])
     np.testing.assert_array_equal(got, expected)  # bit for bit (float32 in float64)
-    assert (predict.Predictor(con, settings).deployment().trees is not None) == compiled
+    assert (serving.Predictor(con, settings).deployment().trees is not None) == compiled
     assert [r[1] for r in rows] == [CLASSES[i] for i in expected.argmax(1)]
     assert [r[0]["label"] for r in rows] == [r[1] for r in rows]
     assert all(r[2] == r[0]["proba"] for r in rows)
@@ -128,9 +129,9 @@ def test_explanations_name_features_readably_in_order_of_weight(trained, db):
     deploy(con, booster, spec, 1)
     rows = con.sql(f"SELECT explain_sales_class({ARGS}) FROM training_set ORDER BY line_id LIMIT 50").fetchall()
     contribs = booster.predict(xgb.DMatrix(X[:50], feature_names=spec["features"]), pred_contribs=True)
-    names = {predict.readable(f): j for j, f in enumerate(spec["features"])}
+    names = {readable(FEATURES, f): j for j, f in enumerate(spec["features"])}
     for i, (entries,) in enumerate(rows):
-        assert len(entries) == predict.EXPLAIN_TOP
+        assert len(entries) == serving.EXPLAIN_TOP
         weights = [abs(e["contribution"]) for e in entries]
         assert weights == sorted(weights, reverse=True)
         label = int(booster.inplace_predict(X[i:i + 1]).argmax())
@@ -157,11 +158,11 @@ def expected_heuristic(table):
 def test_no_model_deployed_gives_the_heuristic_and_says_so(trained, db, caplog):
     _, table, *_ = trained
     path, con = db
-    predict.invalidate()
+    serving.invalidate()
     with caplog.at_level(logging.WARNING, logger="sales_sql"):
         rows = con.sql(f"SELECT predict_sales({ARGS}) FROM training_set ORDER BY line_id").fetchall()
         con.sql(f"SELECT predict_sales_class({ARGS}) FROM training_set").fetchall()
-    assert {r[0]["source"] for r in rows} == {predict.NO_MODEL}
+    assert {r[0]["source"] for r in rows} == {serving.NO_MODEL}
     assert {r[0]["model_version"] for r in rows} == {None}
     assert [r[0]["label"] for r in rows] == expected_heuristic(table)
     warnings = [r for r in caplog.records if "fallback heuristic" in r.getMessage()]
@@ -169,19 +170,19 @@ def test_no_model_deployed_gives_the_heuristic_and_says_so(trained, db, caplog):
 
 
 @pytest.mark.parametrize("damage, source", [
-    ("UPDATE deployed_models SET booster = 'not a model'::BLOB", predict.UNREADABLE),
-    ("UPDATE deployed_models SET booster = booster[1:100]", predict.UNREADABLE),
-    ("UPDATE deployed_models SET feature_spec = json_object('features', 3)", predict.UNREADABLE),
-    ("UPDATE deployed_models SET feature_spec = json_merge_patch(feature_spec, '{\"buckets\": 16}')", predict.MISMATCH),
-    ("UPDATE deployed_models SET feature_spec = json_merge_patch(feature_spec, '{\"feature_sql_sha256\": \"0\"}')",
-     predict.MISMATCH),
+    ("UPDATE deployed_models SET booster = 'not a model'::BLOB", serving.UNREADABLE),
+    ("UPDATE deployed_models SET booster = booster[1:100]", serving.UNREADABLE),
+    ("UPDATE deployed_models SET feature_spec = json_object('features', 3)", serving.UNREADABLE),
+    ("UPDATE deployed_models SET feature_spec = json_merge_patch(feature_spec, '{\"buckets\": 16}')", serving.MISMATCH),
+    ("UPDATE deployed_models SET feature_spec = json_merge_patch(feature_spec, '{\"kernel_format\": 1}')",
+     serving.MISMATCH),
 ])
 def test_a_broken_or_mismatched_deployment_falls_back_without_failing(trained, db, damage, source):
     _, table, spec, _, booster = trained
     path, con = db
     deploy(con, booster, spec, 1)
     con.execute(damage)
-    predict.invalidate()
+    serving.invalidate()
     rows = con.sql(f"SELECT predict_sales({ARGS}).label, predict_sales({ARGS}).source FROM training_set "
                    "ORDER BY line_id").fetchall()
     assert {s for _, s in rows} == {source}
@@ -227,10 +228,10 @@ def test_history_is_as_of_the_prediction_day(trained, db):
     path, con = db
     key = con.execute("""SELECT branch_id, item_code, max(sale_day) FROM usable_lines GROUP BY ALL
                          ORDER BY count(*) DESC LIMIT 1""").fetchall()[0]
-    index = predict.HistoryIndex(con)
+    index = lookups.HistoryIndex.of(FEATURES, con)
 
     def features(day):
-        return predict.Batch(index, pa.array([dt.date.fromisoformat(day)]), pa.array([key[0]]), pa.array([key[1]]),
+        return lookups.Batch(index, pa.array([dt.date.fromisoformat(day)]), pa.array([key[0]]), pa.array([key[1]]),
                              pa.array([None], pa.float64()), pa.array([None], pa.string())).matrix(spec)
 
     late, early = features("2100-01-01"), features("1900-01-01")
@@ -241,11 +242,11 @@ def test_history_is_as_of_the_prediction_day(trained, db):
     assert np.isnan(early[0, bi_n])
 
 
-@given(st.integers(min_value=predict.FIRST_DAY, max_value=predict.LAST_DAY))
+@given(st.integers(min_value=FIRST_DAY, max_value=LAST_DAY))
 @hsettings(max_examples=300, deadline=None)
 def test_calendar_features_match_the_calendar(day):
     spec = {"features": ["day_of_week", "day_of_month", "month", "day_of_year"], "buckets": 20}
-    b = predict.Batch(predict.HistoryIndex(), pa.array([day], pa.int32()).cast(pa.date32()), pa.array(["1"]),
+    b = lookups.Batch(lookups.HistoryIndex.of(FEATURES), pa.array([day], pa.int32()).cast(pa.date32()), pa.array(["1"]),
                       pa.array(["2"]), pa.array([1.0]), pa.array(["3"]))
     d = dt.date(1970, 1, 1) + dt.timedelta(days=day)
     assert b.matrix(spec)[0].tolist() == [d.isoweekday(), d.day, d.month, d.timetuple().tm_yday]
@@ -311,7 +312,7 @@ def test_batches_of_cuts_the_lines_into_batches_of_exactly_the_size_asked(sizes,
     reader = pa.RecordBatchReader.from_batches(
         pa.schema([("line_id", pa.int64())]),
         [pa.record_batch([pa.array(np.arange(a, b))], names=["line_id"]) for a, b in zip(start, start[1:])])
-    out = list(predict.batches_of(reader, rows))
+    out = list(scoring.batches_of(reader, rows))
     total = int(start[-1])
     assert [b.num_rows for b in out] == [rows] * (total // rows) + ([total % rows] if total % rows else [])
     assert np.concatenate([b.column(0).to_numpy() for b in out] or [np.zeros(0, np.int64)]).tolist() == \

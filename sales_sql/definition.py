@@ -1,0 +1,245 @@
+"""The one feature definition: key kinds, their statistics, calendar, price and hashed features, and the label.
+
+Everything else is derived from it: the SQL of the history table and of the training_set view (rendered here and
+committed as sql/history.sql and sql/training_set.sql, so analysts read plain SQL), the feature names in matrix
+order, the look-up kernels' layout (sales_sql/lookups.py) and the feature spec stored with each model version.
+Adding a statistic or a key kind is one entry below plus a retrain; docs/design.md shows the steps.
+
+`make sql` writes the two SQL files again after a change here (tests fail while they differ from the rendering).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+# the sales classes, in label order: LOW up to low_max, MEDIUM up to medium_max, HIGH above (settings)
+CLASSES = ("LOW", "MEDIUM", "HIGH")
+
+# the valid sale days, the years 1-9999: outside them a line is not usable (no calendar exists for it) and a
+# prediction answers invalid_date. Days from 1970-01-01 for the kernels; SQL literals for usable_lines and the loader
+FIRST_DAY, LAST_DAY = -719_162, 2_932_896
+FIRST_TIME, LAST_TIME = "TIMESTAMP '0001-01-01'", "TIMESTAMP '9999-12-31 23:59:59.999999'"
+
+# changes whenever the kernels' reading of a definition changes: older models then answer with the fallback
+KERNEL_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    """Lines grouped by a key (one or two invoice columns, joined with chr(31) as the view joins them)."""
+    name: str                  # the history table's `kind`
+    prefix: str                # of its feature names: prefix_statistic
+    columns: tuple[str, ...]   # the key's columns, of usable_lines (and the prediction functions' arguments)
+    label: str                 # in explanations
+    stats: tuple[str, ...]     # the statistics (below) that are features of this kind
+    days_since: bool = True    # also prefix_days_since: days from the key's latest earlier sale
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A column of history: numerator / denominator of the daily sums (SUMS), summed over every day of the key up
+    to the history row's day (over = "running"), or over that day alone (over = "day")."""
+    name: str
+    numerator: str
+    denominator: str | None = None
+    over: str = "running"
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Definition:
+    # per key and day, over usable lines (q = quantity_sold, p = unit_price); $low_max, $medium_max from settings
+    sums: tuple[tuple[str, str], ...]
+    statistics: tuple[Statistic, ...]
+    kinds: tuple[KeyKind, ...]
+    # (feature, DuckDB function of the sale day); the kernels compute these four
+    calendar: tuple[tuple[str, str], ...]
+    # (feature, key kind): the line's price over the kind's `divisor` statistic as of the day before
+    price_ratios: tuple[tuple[str, str], ...]
+    divisor: str = "price_mean"
+    hashed: tuple[str, str] = ("branch_id", "item_code")  # hash_features' two columns, `hashed` in the view
+
+    def statistic(self, name: str) -> Statistic:
+        return next(s for s in self.statistics if s.name == name)
+
+    def features(self, buckets: int) -> list[str]:
+        """The model's feature names in matrix order (the order of training_set's columns, hashed spread out)."""
+        names = [name for name, _ in self.calendar] + ["unit_price"] + [name for name, _ in self.price_ratios]
+        names += [f"hashed_{i}" for i in range(buckets)]
+        for kind in self.kinds:
+            names += [f"{kind.prefix}_{s}" for s in kind.stats] + ([f"{kind.prefix}_days_since"]
+                                                                   if kind.days_since else [])
+        return names
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Definition:
+        return cls(sums=tuple(map(tuple, raw["sums"])), statistics=tuple(Statistic(**s) for s in raw["statistics"]),
+                   kinds=tuple(KeyKind(**{**k, "columns": tuple(k["columns"]), "stats": tuple(k["stats"])})
+                               for k in raw["kinds"]),
+                   calendar=tuple(map(tuple, raw["calendar"])), price_ratios=tuple(map(tuple, raw["price_ratios"])),
+                   divisor=raw["divisor"], hashed=tuple(raw["hashed"]))
+
+
+HISTORY_STATS = ("n", "log_qty_mean", "share_low", "share_high")
+
+FEATURES = Definition(
+    sums=(
+        ("n", "count(*)"),
+        ("sum_log_q", "sum(ln(q))"),
+        ("n_low", "count(*) FILTER (WHERE q <= $low_max)"),
+        ("n_high", "count(*) FILTER (WHERE q > $medium_max)"),
+        ("sum_p", "sum(p) FILTER (WHERE p > 0)"),
+        ("n_p", "count(p) FILTER (WHERE p > 0)"),
+    ),
+    statistics=(
+        Statistic("n", "n", label="lines before"),
+        Statistic("log_qty_mean", "sum_log_q", "n", label="mean log quantity"),
+        Statistic("share_low", "n_low", "n", label="share LOW"),
+        Statistic("share_high", "n_high", "n", label="share HIGH"),
+        Statistic("price_mean", "sum_p", "n_p", label="mean price"),
+    ),
+    kinds=(
+        KeyKind("branch_item", "bi", ("branch_id", "item_code"), "branch x item", HISTORY_STATS),
+        KeyKind("item", "item", ("item_code",), "item", HISTORY_STATS),
+        KeyKind("branch", "branch", ("branch_id",), "branch", HISTORY_STATS, days_since=False),
+        KeyKind("customer", "customer", ("customer_id",), "customer", HISTORY_STATS),
+        KeyKind("customer_item", "ci", ("customer_id", "item_code"), "customer x item", HISTORY_STATS),
+    ),
+    calendar=(("day_of_week", "isodow"), ("day_of_month", "dayofmonth"), ("month", "month"),
+              ("day_of_year", "dayofyear")),
+    price_ratios=(("price_vs_item", "item"), ("price_vs_branch_item", "branch_item")),
+)
+
+
+def spec(definition: Definition, low_max: int, medium_max: int, buckets: int) -> dict:
+    """What a booster was trained on, stored with each version: a deployed model answers only while this equals
+    the current one (else `fallback:spec_mismatch`). Comments and layout of the SQL do not enter it."""
+    spec = {"kernel_format": KERNEL_FORMAT, "features": definition.features(buckets), "classes": list(CLASSES),
+            "low_max": low_max, "medium_max": medium_max, "buckets": buckets, "definition": definition.as_dict()}
+    return json.loads(json.dumps(spec))  # as it reads back from a model version (lists, not tuples)
+
+
+def readable(definition: Definition, feature: str) -> str:
+    """'bi_share_low' -> 'branch x item: share LOW'; the other names lose their underscores."""
+    for kind in definition.kinds:
+        stat = feature.removeprefix(kind.prefix + "_")
+        if stat != feature and (stat in kind.stats or stat == "days_since"):
+            what = "days since last sale" if stat == "days_since" else definition.statistic(stat).label
+            return f"{kind.label}: {what}"
+    ratios = {name: f"price / {next(k.label for k in definition.kinds if k.name == kind)} mean price"
+              for name, kind in definition.price_ratios}
+    return ratios.get(feature, feature.replace("_", " "))
+
+
+# ---- the SQL ----------------------------------------------------------------------------------------------
+
+def _key_sql(kind: KeyKind, table: str = "") -> str:
+    return " || chr(31) || ".join(f"{table}{c}" for c in kind.columns)
+
+
+def _ratio_sql(definition: Definition, s: Statistic, sums: str = "") -> str:
+    num = f"{sums}{s.numerator}"
+    return f"CAST({num} AS DOUBLE)" if s.denominator is None else \
+        f"CAST({num} AS DOUBLE) / nullif({sums}{s.denominator}, 0)"
+
+
+def render_history(definition: Definition) -> str:
+    """sql/history.sql: per key kind, key and day the key sold, its statistics through that day."""
+    day_sums = sorted({x for s in definition.statistics if s.over == "day"
+                       for x in (s.numerator, s.denominator) if x})
+    keyed = "\n    UNION ALL\n".join(
+        f"    SELECT '{k.name}' AS kind, {_key_sql(k)} AS key, sale_day, quantity_sold AS q, unit_price AS p\n"
+        f"    FROM usable_lines WHERE {' AND '.join(f'{c} IS NOT NULL' for c in k.columns)}"
+        for k in definition.kinds)
+    daily = ",\n".join(f"           {sql:60} AS {name}" for name, sql in definition.sums)
+    running = ",\n".join([f"           sum({name}) OVER w AS {name}" for name, _ in definition.sums] +
+                         [f"           {name} AS day_{name}" for name in day_sums])
+    stats = ",\n".join(f"       {_ratio_sql(definition, s, 'day_' if s.over == 'day' else ''):60} AS {s.name}"
+                       for s in definition.statistics)
+    return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
+-- history: for every key and every day on which that key sold, the statistics of the key's usable lines up to and
+-- including that day ("running"), or of that day alone ("day"). Features look up the latest row strictly before a
+-- line's day (an as-of look-up), so a line never sees its own day or anything later. Rebuilt after every load;
+-- $low_max / $medium_max come from the settings.
+CREATE OR REPLACE TABLE history AS
+WITH keyed AS (
+{keyed}
+),
+daily AS (
+    SELECT kind, key, sale_day,
+{daily}
+    FROM keyed
+    GROUP BY ALL
+),
+running AS (
+    SELECT kind, key, sale_day,
+{running}
+    FROM daily
+    WINDOW w AS (PARTITION BY kind, key ORDER BY sale_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+)
+SELECT kind, key, sale_day,
+{stats}
+FROM running
+ORDER BY kind, key, sale_day;
+"""
+
+
+def render_training_set(definition: Definition) -> str:
+    """sql/training_set.sql: one row per usable line with its label and every feature, history as of the day
+    before (ASOF joins)."""
+    two = [k for k in definition.kinds if len(k.columns) > 1]
+    keys = "".join(f",\n           {_key_sql(k)} AS {k.name}_key" for k in two)
+    calendar = "\n".join(f"    {fn}(l.sale_day) AS {name}," for name, fn in definition.calendar)
+    alias = {k.name: k.prefix for k in definition.kinds}
+    ratios = "\n".join(f"    l.unit_price / {alias[kind]}.{definition.divisor} AS {name},"
+                       for name, kind in definition.price_ratios)
+    history = ",\n".join(
+        "    " + ", ".join([f"{k.prefix}.{s} AS {k.prefix}_{s}" for s in k.stats] +
+                           ([f"l.sale_day - {k.prefix}.sale_day AS {k.prefix}_days_since"] if k.days_since else []))
+        for k in definition.kinds)
+    joins = "\n".join(
+        f"ASOF LEFT JOIN (FROM history WHERE kind = '{k.name}') {k.prefix}\n"
+        f"       ON {k.prefix}.key = l.{k.name + '_key' if len(k.columns) > 1 else k.columns[0]} "
+        f"AND l.sale_day > {k.prefix}.sale_day" for k in definition.kinds)
+    b, i = definition.hashed
+    return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
+-- training_set: one row per usable invoice line with its label and every model feature. Calendar and hashed
+-- features come from the line's own day and keys; history features from the latest history row strictly before
+-- the line's day (ASOF join), NULL when the key has no earlier sale. The line's quantity makes the label only.
+CREATE OR REPLACE VIEW training_set AS
+WITH lines AS (
+    SELECT *{keys}
+    FROM usable_lines
+)
+SELECT
+    l.line_id, l.sale_time, l.sale_day, l.branch_id, l.item_code, l.customer_id, l.quantity_sold,
+    CASE WHEN l.quantity_sold <= $low_max THEN '{CLASSES[0]}'
+         WHEN l.quantity_sold <= $medium_max THEN '{CLASSES[1]}'
+         ELSE '{CLASSES[2]}' END AS label,
+{calendar}
+    l.unit_price AS unit_price,
+{ratios}
+    hash_features(l.{b}, l.{i}) AS hashed,
+{history}
+FROM lines l
+{joins};
+"""
+
+
+RENDERED = {"history": render_history, "training_set": render_training_set}
+
+
+def write_sql(folder: Path) -> list[Path]:
+    """Write the rendered SQL files of the shipped definition into `folder` (the repository's sql/)."""
+    written = []
+    for name, render in RENDERED.items():
+        path = folder / f"{name}.sql"
+        path.write_text(render(FEATURES), encoding="utf-8")
+        written.append(path)
+    return written
+

@@ -1,0 +1,72 @@
+"""DuckDB helpers that know nothing of sales_sql's connections: SQL text, quoting, transactions, lock errors, and
+the one query for the deployment that answers predictions."""
+from __future__ import annotations
+
+import contextlib
+import re
+import string
+
+import duckdb
+
+from .config import Settings, shipped
+from .definition import FIRST_TIME, LAST_TIME, RENDERED
+
+
+def sql_text(name: str, settings: Settings, **values) -> str:
+    """The text of sql/NAME.sql (history and training_set: rendered from the settings' feature definition, which
+    the committed files equal) with $low_max / $medium_max / $buckets filled in from the settings (and any other
+    $names from `values`, which must be numbers or already quoted SQL)."""
+    text = RENDERED[name](settings.definition) if name in RENDERED else shipped(f"sql/{name}.sql").read_text("utf-8")
+    template = string.Template(text)
+    return template.substitute(low_max=settings.low_max, medium_max=settings.medium_max, buckets=settings.buckets,
+                               first_time=FIRST_TIME, last_time=LAST_TIME, **values)
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, name: str, settings: Settings) -> None:
+    con.execute(sql_text(name, settings))
+
+
+def quote_literal(text: str) -> str:
+    """Text as a quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    """A name as a quoted SQL identifier (any text is safe inside)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def first_row(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | None:
+    """The first row of a query, with the result fully consumed (DuckDB 2 refuses some calls, such as
+    create_function, while a result is still open)."""
+    rows = con.execute(sql, params).fetchall() if params is not None else con.execute(sql).fetchall()
+    return rows[0] if rows else None
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection):
+    """BEGIN ... COMMIT around the block; ROLLBACK (and the exception goes on) when the block or COMMIT fails."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def lock_holder(error: Exception | str) -> str | None:
+    """The process named by DuckDB's lock error ("PID 123 (/usr/bin/python3)"), None for any other error. DuckDB lets
+    one process write a file only while no other process has it open."""
+    held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", str(error))
+    return f"PID {held.group(2)} ({held.group(1)})" if held else None
+
+
+def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
+    return first_row(con, "SELECT current_setting('access_mode')")[0] == "read_only"
+
+
+def active_deployment(con: duckdb.DuckDBPyConnection, model_name: str, columns: str = "version") -> tuple | None:
+    """The listed columns of the active row of deployed_models (the version predictions use), or None."""
+    return first_row(con, f"""SELECT {columns} FROM deployed_models WHERE status = 'active' AND model_name = ?
+                              ORDER BY deployment_id DESC LIMIT 1""", [model_name])

@@ -1,0 +1,225 @@
+"""Predictions over the deployed model: the booster and its feature spec read from the database file (or the
+documented fallback, with its cause), features from lookups.py, the compiled trees (trees.py) or XGBoost's predictor,
+and explanations.
+
+Nothing here imports MLflow; XGBoost (2 s with the scikit-learn it imports) is imported when predictions first run.
+The model and the history index are loaded on a connection's first prediction, once per process and database, and
+again after a load, promote, rollback or register in this process (invalidate()).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from .config import Settings
+from .definition import CLASSES, FEATURES, Definition, readable
+from .duck import active_deployment
+from .lookups import SPLIT_ROWS, Batch, HistoryIndex, Layout, Plan
+from .structs import EXPLANATION, PROBA
+from .trees import Trees
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+log = logging.getLogger("sales_sql")
+
+# what answered a row (the `source` field); docs/sql.md lists the fallback causes
+MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE = (
+    "model", "fallback:no_model", "fallback:bundle_unreadable", "fallback:spec_mismatch", "invalid_date",
+    "fallback:features_unavailable")
+SOURCES = (MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE)
+EXPLAIN_TOP = 5
+_CLASS_NAMES = pa.array(CLASSES)
+_SOURCE_NAMES = pa.array(SOURCES)
+
+_generation = 0  # bumped whenever a database may have new invoices or a new deployed model
+
+
+def invalidate() -> None:
+    """Make every predictor in this process reload its model and history before its next batch."""
+    global _generation
+    _generation += 1
+
+
+@dataclass
+class Deployment:
+    source: str                         # MODEL or a fallback cause
+    version: int | None
+    index: HistoryIndex
+    generation: int
+    reason: str = ""                    # why the fallback answers (empty for MODEL)
+    booster: xgb.Booster | None = None  # all cores
+    single: xgb.Booster | None = None   # the same model on one thread, for calls that run beside others
+    trees: Trees | None = None          # the same model compiled (trees.py); None: XGBoost's predictor answers
+    spec: dict | None = None
+    plan: Plan | None = None            # where the kernels put each feature of the spec
+
+
+def _history(con, definition: Definition) -> tuple[HistoryIndex, str]:
+    """The history index of the current definition, or an empty one and the reason when the kernels cannot lay the
+    definition out or its history does not read (look-ups then find nothing; predictions still answer)."""
+    try:
+        return HistoryIndex(Layout.of(definition), con), ""
+    except duckdb.CatalogException:
+        raise
+    except Exception as e:  # noqa: BLE001  a definition the kernels cannot serve is a fallback, never a failed query
+        return HistoryIndex(Layout.of(FEATURES)), f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+
+
+def load_deployment(con, settings: Settings) -> Deployment:
+    """The active deployed model of this database, or the fallback with its cause. Nothing about the model or the
+    features fails here: any error becomes a fallback whose reason says what happened."""
+    import xgboost as xgb
+
+    from .training import feature_spec
+
+    try:
+        index, unservable = _history(con, settings.definition)
+        row = active_deployment(con, settings.model_name, "version, booster, feature_spec")
+    except duckdb.CatalogException:
+        return Deployment(NO_MODEL, None, HistoryIndex(Layout.of(FEATURES)), _generation,
+                          "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
+    if unservable:
+        return Deployment(UNSERVABLE, row[0] if row else None, index, _generation,
+                          f"the prediction kernels cannot serve the feature definition ({unservable}); the fallback "
+                          "answers without history")
+    if row is None:
+        return Deployment(NO_MODEL, None, index, _generation,
+                          f"no model {settings.model_name!r} is deployed in this database; run `sales-sql promote`")
+    version, raw, spec_json = row
+    try:
+        spec = json.loads(spec_json)
+        booster = xgb.Booster()
+        booster.load_model(bytearray(raw))
+        if booster.num_features() != len(spec["features"]):
+            raise ValueError(f"the booster has {booster.num_features()} features, its spec {len(spec['features'])}")
+        booster.set_param({"nthread": os.cpu_count() or 1})
+        single = booster.copy()
+        single.set_param({"nthread": 1})
+    except (ValueError, KeyError, TypeError, xgb.core.XGBoostError) as e:
+        return Deployment(UNREADABLE, version, index, _generation,
+                          f"the deployed model v{version} cannot be read ({str(e).splitlines()[0][:200]}); "
+                          "promote a version again with `sales-sql promote`")
+    current = feature_spec(settings)
+    if spec != current:
+        differ = sorted(k for k in current if spec.get(k) != current[k])
+        return Deployment(MISMATCH, version, index, _generation,
+                          f"the deployed model v{version} was trained with a different feature spec ({', '.join(differ)} "
+                          "differ from the current settings and feature definition); retrain and promote a new version")
+    try:
+        plan = index.layout.plan(spec)
+    except Exception as e:  # noqa: BLE001  never a failed query: the fallback answers, saying why
+        return Deployment(UNSERVABLE, version, index, _generation,
+                          f"the prediction kernels cannot serve the features of v{version}: {e}")
+    return Deployment(MODEL, version, index, _generation, booster=booster, single=single, trees=Trees.of(booster),
+                      spec=spec, plan=plan)
+
+
+class Predictor:
+    """Answers predict_sales for one registered connection; loads the deployment lazily, once per generation."""
+
+    def __init__(self, con, settings: Settings):
+        self.con, self.settings = con, settings
+        self._deployment: Deployment | None = None
+        self._lock = threading.Lock()
+        self._active = 0  # calls running now (DuckDB calls a UDF from several threads at once)
+        self._warned: set[str] = set()
+
+    def deployment(self) -> Deployment:
+        dep = self._deployment
+        if dep is not None and dep.generation == _generation:
+            return dep
+        with self._lock:
+            if self._deployment is None or self._deployment.generation != _generation:
+                cur = self.con.cursor()
+                try:
+                    self._deployment = load_deployment(cur, self.settings)
+                finally:
+                    cur.close()
+                dep = self._deployment
+                if dep.source != MODEL and dep.reason not in self._warned:
+                    self._warned.add(dep.reason)
+                    log.warning("sales_sql predictions use the fallback heuristic: %s", dep.reason)
+            return self._deployment
+
+    def predict(self, day, branch, item, price, customer):
+        """(class index per row or -1, probabilities float32 (n, 3), source index per row, model version or None,
+        the Batch)."""
+        dep = self.deployment()
+        with self._lock:
+            self._active += 1
+        try:
+            batch = Batch(dep.index, day, branch, item, price, customer)
+            if dep.booster is not None:
+                X = batch.matrix(dep.plan)
+                if dep.trees is not None:  # DuckDB's calls run side by side; a bulk batch splits over the cores
+                    proba = dep.trees.proba(X, (os.cpu_count() or 1) if batch.n >= SPLIT_ROWS else 1)
+                else:  # a call alone (one row, or the last batches) uses every core; calls side by side one each
+                    proba = (dep.booster if self._active == 1 else dep.single).inplace_predict(X)
+            else:
+                proba = batch.heuristic()
+        finally:
+            with self._lock:
+                self._active -= 1
+        source = SOURCES.index(dep.source)
+        label = proba.argmax(axis=1)  # ties go to the lower class
+        label[~batch.ok_day] = -1
+        sources = np.where(batch.ok_day, source, SOURCES.index(INVALID_DATE)).astype(np.int8)
+        return label, proba, sources, dep.version if dep.booster is not None else None, batch
+
+    def class_arrow(self, day, branch, item, price, customer) -> pa.DictionaryArray:
+        label = self.predict(day, branch, item, price, customer)[0].astype(np.int8)
+        # dictionary-encoded: DuckDB reads it as VARCHAR, and it is cheaper to build than strings
+        return pa.DictionaryArray.from_arrays(pa.array(label, mask=label < 0), _CLASS_NAMES)
+
+    def predict_arrow(self, day, branch, item, price, customer) -> pa.StructArray:
+        label, p_low, p_medium, p_high, source, version = columns(*self.predict(day, branch, item, price, customer))
+        proba = pa.StructArray.from_arrays([p_low, p_medium, p_high], fields=list(PROBA.arrow), mask=label.is_null())
+        return pa.StructArray.from_arrays([label, proba, source, version],
+                                          names=["label", "proba", "source", "model_version"])
+
+    def explain_arrow(self, day, branch, item, price, customer) -> pa.ListArray:
+        """Top contributions (XGBoost pred_contribs, log-odds of the predicted class) per row; hashed buckets
+        are summed into one entry. Empty for fallback rows, NULL for invalid dates."""
+        import xgboost as xgb
+
+        dep = self.deployment()
+        batch = Batch(dep.index, day, branch, item, price, customer)
+        out = [None if not ok else [] for ok in batch.ok_day]
+        if dep.booster is not None and batch.ok_day.any():
+            X = batch.matrix(dep.plan)
+            names = dep.spec["features"]
+            # a DMatrix refuses inf (inplace_predict takes it); the largest float splits every tree the same way
+            big = np.finfo(np.float32).max
+            finite = np.nan_to_num(X, nan=np.nan, posinf=big, neginf=-big)
+            contribs = dep.booster.predict(xgb.DMatrix(finite, feature_names=names), pred_contribs=True)
+            label = dep.booster.inplace_predict(X).argmax(axis=1)
+            hashed = [j for j, f in enumerate(names) if f.startswith("hashed_")]
+            plain = [j for j, f in enumerate(names) if not f.startswith("hashed_")]
+            labels = [readable(dep.index.layout.definition, names[j]) for j in plain]
+            for r in np.flatnonzero(batch.ok_day):
+                c = contribs[r, label[r]]
+                entries = [(name, float(X[r, j]), float(c[j])) for name, j in zip(labels, plain)]
+                if hashed:
+                    entries.append(("branch x item (hashed keys)", None, float(c[hashed].sum())))
+                entries.sort(key=lambda e: -abs(e[2]))
+                out[r] = [{"feature": f, "value": None if v is None or np.isnan(v) else v, "contribution": c}
+                          for f, v, c in entries[:EXPLAIN_TOP]]
+        return pa.array(out, EXPLANATION.arrow)
+
+
+def columns(label, proba, sources, version, batch):
+    """Arrow columns label, p_low, p_medium, p_high, source, model_version (NULL where the date is invalid)."""
+    bad = label < 0
+    p = proba.astype(np.float64)
+    return [_CLASS_NAMES.take(pa.array(label, mask=bad)), *[pa.array(p[:, i], mask=bad) for i in range(3)],
+            _SOURCE_NAMES.take(pa.array(sources)),
+            pa.array(np.full(len(label), version or 0, np.int32), mask=bad | (version is None))]
