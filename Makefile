@@ -23,8 +23,8 @@ demo: $(BIN)/.installed
 	$(BIN)/sales-sql retrain $(DEMO_DB) --models-dir demo/models
 	$(BIN)/sales-sql promote $(DEMO_DB) --best --models-dir demo/models
 	$(BIN)/sales-sql models $(DEMO_DB)
-	$(BIN)/sales-sql query $(DEMO_DB) "SELECT sale_day, branch_id, item_code, unit_price, label AS actual, predict_sales_class(sale_day, branch_id, item_code, unit_price, customer_id) AS predicted FROM training_set WHERE sale_day >= DATE '2025-12-01' ORDER BY line_id LIMIT 8"
-	$(BIN)/sales-sql query $(DEMO_DB) "SELECT round(avg(CASE WHEN predict_sales_class(sale_day, branch_id, item_code, unit_price, customer_id) = label THEN 1 ELSE 0 END), 4) AS december_accuracy, count(*) AS lines FROM training_set WHERE sale_day >= DATE '2025-12-01'"
+	$(BIN)/sales-sql query $(DEMO_DB) "SELECT sale_day, branch_id, item_code, unit_price, label AS actual, predict_sales_class(sale_time, branch_id, item_code, unit_price, customer_id) AS predicted FROM training_set WHERE sale_day >= DATE '2025-12-01' ORDER BY line_id LIMIT 8"
+	$(BIN)/sales-sql query $(DEMO_DB) "SELECT round(avg(CASE WHEN predict_sales_class(sale_time, branch_id, item_code, unit_price, customer_id) = label THEN 1 ELSE 0 END), 4) AS december_accuracy, count(*) AS lines FROM training_set WHERE sale_day >= DATE '2025-12-01'"
 	$(BIN)/sales-sql query $(DEMO_DB) "SELECT item_code, p.label AS predicted, round(p.proba.low, 3) AS p_low, round(p.proba.medium, 3) AS p_medium, round(p.proba.high, 3) AS p_high, p.source, p.model_version FROM (SELECT item_code, predict_sales(DATE '2025-12-30', '1', item_code) AS p FROM (VALUES ('10001'), ('10002'), ('10003')) v(item_code))"
 	$(BIN)/sales-sql query $(DEMO_DB) "SELECT item_code, e.feature, round(e.value, 3) AS value, round(e.contribution, 3) AS contribution FROM (SELECT item_code, unnest(explain_sales_class(DATE '2025-12-30', '1', item_code)) AS e FROM (VALUES ('10001'), ('10002')) v(item_code))"
 	$(BIN)/sales-sql predict $(DEMO_DB) --where "sale_time >= DATE '2025-12-01'" --into december_predictions

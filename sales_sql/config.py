@@ -44,6 +44,7 @@ class Settings:
     checkpoint_every: int
     class_weight: str
     max_depth: int
+    min_child_weight: float
     learning_rate: float
     subsample: float
     colsample_bytree: float
@@ -83,6 +84,7 @@ FIELDS = {
     ("training", "checkpoint_every"): ("checkpoint_every", int, lambda v: v >= 1, "a whole number >= 1"),
     ("training", "class_weight"): ("class_weight", str, lambda v: v in ("balanced", "none"), '"balanced" or "none"'),
     ("training", "max_depth"): ("max_depth", int, lambda v: 1 <= v <= 16, "a whole number from 1 to 16"),
+    ("training", "min_child_weight"): ("min_child_weight", float, lambda v: v >= 0, "a number >= 0"),
     ("training", "learning_rate"): ("learning_rate", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("training", "subsample"): ("subsample", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("training", "colsample_bytree"): ("colsample_bytree", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),

@@ -39,8 +39,8 @@ class KeyKind:
 
 @dataclass(frozen=True)
 class Statistic:
-    """A column of history: numerator / denominator of the daily sums (SUMS), summed over every day of the key up
-    to the history row's day (over = "running"), or over that day alone (over = "day")."""
+    """A column of history: numerator / denominator of the daily sums, summed over every day of the key up to the
+    history row's day (over = "running"), over that day alone ("day"), or over the N days ending on it ("28d")."""
     name: str
     numerator: str
     denominator: str | None = None
@@ -54,7 +54,7 @@ class Definition:
     sums: tuple[tuple[str, str], ...]
     statistics: tuple[Statistic, ...]
     kinds: tuple[KeyKind, ...]
-    # (feature, DuckDB function of the sale day); the kernels compute these four
+    # (feature, calendar function of CALENDAR_SQL); the kernels compute these
     calendar: tuple[tuple[str, str], ...]
     # (feature, key kind): the line's price over the kind's `divisor` statistic as of the day before
     price_ratios: tuple[tuple[str, str], ...]
@@ -85,7 +85,15 @@ class Definition:
                    divisor=raw["divisor"], hashed=tuple(raw["hashed"]))
 
 
-HISTORY_STATS = ("n", "log_qty_mean", "share_low", "share_high")
+# every kind's features: its running statistics, its previous selling day's, and those of the 28 days ending there
+HISTORY_STATS = ("n", "log_qty_mean", "share_low", "share_high", "day_n", "day_log_qty_mean", "n_28d",
+                 "log_qty_mean_28d")
+
+# the calendar functions, of the line's day (l.sale_day) and time (l.sale_time): a time of exactly midnight is a
+# date without a time of day, and its hour is unknown
+CALENDAR_SQL = {"isodow": "isodow(l.sale_day)", "dayofmonth": "dayofmonth(l.sale_day)", "month": "month(l.sale_day)",
+                "dayofyear": "dayofyear(l.sale_day)",
+                "hour": "CASE WHEN l.sale_time <> CAST(l.sale_day AS TIMESTAMP) THEN hour(l.sale_time) END"}
 
 FEATURES = Definition(
     sums=(
@@ -102,6 +110,10 @@ FEATURES = Definition(
         Statistic("share_low", "n_low", "n", label="share LOW"),
         Statistic("share_high", "n_high", "n", label="share HIGH"),
         Statistic("price_mean", "sum_p", "n_p", label="mean price"),
+        Statistic("day_n", "n", over="day", label="lines on its last day"),
+        Statistic("day_log_qty_mean", "sum_log_q", "n", over="day", label="mean log quantity on its last day"),
+        Statistic("n_28d", "n", over="28d", label="lines in the 28 days to its last day"),
+        Statistic("log_qty_mean_28d", "sum_log_q", "n", over="28d", label="mean log quantity in those 28 days"),
     ),
     kinds=(
         KeyKind("branch_item", "bi", ("branch_id", "item_code"), "branch x item", HISTORY_STATS),
@@ -111,8 +123,9 @@ FEATURES = Definition(
         KeyKind("customer_item", "ci", ("customer_id", "item_code"), "customer x item", HISTORY_STATS),
     ),
     calendar=(("day_of_week", "isodow"), ("day_of_month", "dayofmonth"), ("month", "month"),
-              ("day_of_year", "dayofyear")),
-    price_ratios=(("price_vs_item", "item"), ("price_vs_branch_item", "branch_item")),
+              ("day_of_year", "dayofyear"), ("hour", "hour")),
+    price_ratios=(("price_vs_item", "item"), ("price_vs_branch_item", "branch_item"),
+                  ("price_vs_customer_item", "customer_item"), ("price_vs_customer", "customer")),
 )
 
 
@@ -138,6 +151,12 @@ def readable(definition: Definition, feature: str) -> str:
 
 # ---- the SQL ----------------------------------------------------------------------------------------------
 
+def label_sql(quantity: str, low_max="$low_max", medium_max="$medium_max") -> str:
+    """The class of a line from its quantity, as SQL (placeholders filled in from the settings, or the numbers)."""
+    return (f"CASE WHEN {quantity} <= {low_max} THEN '{CLASSES[0]}' WHEN {quantity} <= {medium_max} THEN "
+            f"'{CLASSES[1]}' ELSE '{CLASSES[2]}' END")
+
+
 def _key_sql(kind: KeyKind, table: str = "") -> str:
     return " || chr(31) || ".join(f"{table}{c}" for c in kind.columns)
 
@@ -148,19 +167,35 @@ def _ratio_sql(definition: Definition, s: Statistic, sums: str = "") -> str:
         f"CAST({num} AS DOUBLE) / nullif({sums}{s.denominator}, 0)"
 
 
+def _over(s: Statistic) -> str:
+    """The prefix of the sums a statistic divides: running sums "", the day's own "on_day_", N days' "in_Nd_"."""
+    return "" if s.over == "running" else "on_day_" if s.over == "day" else f"in_{int(s.over[:-1])}d_"
+
+
 def render_history(definition: Definition) -> str:
     """sql/history.sql: per key kind, key and day the key sold, its statistics through that day."""
-    day_sums = sorted({x for s in definition.statistics if s.over == "day"
-                       for x in (s.numerator, s.denominator) if x})
+    for s in definition.statistics:
+        if not (s.over in ("running", "day") or (s.over[:-1].isdigit() and s.over.endswith("d"))):
+            raise ValueError(f"statistic {s.name}: over = {s.over!r}; write 'running', 'day' or a number of days "
+                             "such as '28d'")
+    extra = {}  # (prefix, sum) -> SQL, for the day's own sums and the windows of N days
+    for s in definition.statistics:
+        for x in (s.numerator, s.denominator):
+            if x and s.over != "running":
+                extra[(_over(s), x)] = x if s.over == "day" else f"sum({x}) OVER w{int(s.over[:-1])}"
+    windows = sorted({int(s.over[:-1]) for s in definition.statistics if s.over.endswith("d") and s.over != "day"})
     keyed = "\n    UNION ALL\n".join(
         f"    SELECT '{k.name}' AS kind, {_key_sql(k)} AS key, sale_day, quantity_sold AS q, unit_price AS p\n"
         f"    FROM usable_lines WHERE {' AND '.join(f'{c} IS NOT NULL' for c in k.columns)}"
         for k in definition.kinds)
     daily = ",\n".join(f"           {sql:60} AS {name}" for name, sql in definition.sums)
     running = ",\n".join([f"           sum({name}) OVER w AS {name}" for name, _ in definition.sums] +
-                         [f"           {name} AS day_{name}" for name in day_sums])
-    stats = ",\n".join(f"       {_ratio_sql(definition, s, 'day_' if s.over == 'day' else ''):60} AS {s.name}"
-                       for s in definition.statistics)
+                         [f"           {sql} AS {prefix}{name}" for (prefix, name), sql in extra.items()])
+    window = ",\n         ".join(
+        ["w AS (PARTITION BY kind, key ORDER BY sale_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"] +
+        [f"w{n} AS (PARTITION BY kind, key ORDER BY sale_day RANGE BETWEEN INTERVAL {n - 1} DAYS PRECEDING AND "
+         "CURRENT ROW)" for n in windows])
+    stats = ",\n".join(f"       {_ratio_sql(definition, s, _over(s)):60} AS {s.name}" for s in definition.statistics)
     return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
 -- history: for every key and every day on which that key sold, the statistics of the key's usable lines up to and
 -- including that day ("running"), or of that day alone ("day"). Features look up the latest row strictly before a
@@ -180,7 +215,7 @@ running AS (
     SELECT kind, key, sale_day,
 {running}
     FROM daily
-    WINDOW w AS (PARTITION BY kind, key ORDER BY sale_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    WINDOW {window}
 )
 SELECT kind, key, sale_day,
 {stats}
@@ -194,7 +229,10 @@ def render_training_set(definition: Definition) -> str:
     before (ASOF joins)."""
     two = [k for k in definition.kinds if len(k.columns) > 1]
     keys = "".join(f",\n           {_key_sql(k)} AS {k.name}_key" for k in two)
-    calendar = "\n".join(f"    {fn}(l.sale_day) AS {name}," for name, fn in definition.calendar)
+    unknown = [fn for _, fn in definition.calendar if fn not in CALENDAR_SQL]
+    if unknown:
+        raise ValueError(f"calendar functions {unknown}: the definition knows {sorted(CALENDAR_SQL)}")
+    calendar = "\n".join(f"    {CALENDAR_SQL[fn]} AS {name}," for name, fn in definition.calendar)
     alias = {k.name: k.prefix for k in definition.kinds}
     ratios = "\n".join(f"    l.unit_price / {alias[kind]}.{definition.divisor} AS {name},"
                        for name, kind in definition.price_ratios)
@@ -218,9 +256,7 @@ WITH lines AS (
 )
 SELECT
     l.line_id, l.sale_time, l.sale_day, l.branch_id, l.item_code, l.customer_id, l.quantity_sold,
-    CASE WHEN l.quantity_sold <= $low_max THEN '{CLASSES[0]}'
-         WHEN l.quantity_sold <= $medium_max THEN '{CLASSES[1]}'
-         ELSE '{CLASSES[2]}' END AS label,
+    {label_sql("l.quantity_sold")} AS label,
 {calendar}
     l.unit_price AS unit_price,
 {ratios}

@@ -24,8 +24,9 @@ from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _fnv, _hash_kernel, _sam
 
 # the prediction functions' key arguments, in the order Batch keeps their buffers
 ARGUMENTS = ("branch_id", "item_code", "customer_id")
-# the calendar functions the kernels compute (definition.calendar names them by their DuckDB function)
-CALENDAR_FUNCTIONS = ("isodow", "dayofmonth", "month", "dayofyear")
+# the calendar functions the kernels compute (definition.CALENDAR_SQL gives their SQL)
+CALENDAR_FUNCTIONS = ("isodow", "dayofmonth", "month", "dayofyear", "hour")
+_DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000
 
 
 class LayoutError(ValueError):
@@ -224,7 +225,8 @@ def _lookups(day, ok, b_off, b_data, b_valid, i_off, i_data, i_valid, c_off, c_d
 
 
 @njit(nogil=True, cache=True)
-def _fill(day, price, days, f32, f64, divisor, hashed, calendar, unit_price, ratios, stats, hashed_cols, rows, out):
+def _fill(day, hour, price, days, f32, f64, divisor, hashed, calendar, unit_price, ratios, stats, hashed_cols, rows,
+          out):
     """The feature matrix in the plan's columns (a loop per group of columns: small loop bodies let the history
     reads of many rows overlap). f32 and f64 are views of the same history rows; the divisor is f64[:, divisor]."""
     n = day.shape[0]
@@ -251,8 +253,9 @@ def _fill(day, price, days, f32, f64, divisor, hashed, calendar, unit_price, rat
         y, m, dd = _civil(d)
         for j in range(calendar.shape[0]):
             fn, col = calendar[j, 0], calendar[j, 1]
-            if col >= 0:  # isodow (1970-01-01 was a Thursday), dayofmonth, month, dayofyear
-                out[r, col] = (d + 3) % 7 + 1 if fn == 0 else dd if fn == 1 else m if fn == 2 else d - _jan1(y) + 1
+            if col >= 0:  # isodow (1970-01-01 was a Thursday), dayofmonth, month, dayofyear, hour (NaN: unknown)
+                out[r, col] = (d + 3) % 7 + 1 if fn == 0 else dd if fn == 1 else m if fn == 2 else \
+                    d - _jan1(y) + 1 if fn == 3 else hour[r]
         if unit_price >= 0:
             out[r, unit_price] = price[r]
         for j in range(ratios.shape[0]):  # the price over a key's mean earlier price, in float64 as in the view
@@ -321,9 +324,17 @@ class Batch:
     found for each key kind and row, or -1."""
 
     def __init__(self, index: HistoryIndex, day, branch, item, price, customer):
+        """`day`: the sale times (TIMESTAMP, what the prediction functions hand over; midnight = no time of day) or
+        days (DATE: the hour is unknown)."""
         day = day.combine_chunks() if isinstance(day, pa.ChunkedArray) else day
         self.n = len(day)
-        if day.type == pa.date32() and self.n:  # what DuckDB hands over: the day numbers as they are
+        self.hour = np.full(self.n, np.nan, np.float32)
+        if pa.types.is_timestamp(day.type):
+            us = pc.cast(day, pa.timestamp("us")).cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+            days, into = np.divmod(us, _DAY_US)
+            raw = np.clip(days, FIRST_DAY - 1, LAST_DAY + 1).astype(np.int32)  # +-infinity: out of range
+            self.hour[into != 0] = into[into != 0] // _HOUR_US
+        elif day.type == pa.date32() and self.n:  # the day numbers as they are
             raw = np.frombuffer(day.buffers()[1], np.int32, self.n, day.offset * 4)
         else:
             raw = pc.cast(day, pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
@@ -353,7 +364,7 @@ class Batch:
             if plan is not None:
                 hashed = np.zeros((b - a, len(plan.hashed)), np.float32)  # features.py's hashed terms
                 _hash_kernel(*keys[:6], hashed.shape[1], hashed)
-                _fill(self.day[a:b], self.price[a:b], index.days, index.f32, index.f64, index.divisor, hashed,
+                _fill(self.day[a:b], self.hour[a:b], self.price[a:b], index.days, index.f32, index.f64, index.divisor, hashed,
                       plan.calendar, plan.unit_price, plan.ratios, plan.stats, plan.hashed, rows, out[a:b])
 
         if self.n < SPLIT_ROWS:

@@ -20,7 +20,7 @@ class ScoreError(ValueError):
 
 def scoring_query(where: str | None) -> str:
     """The invoice lines to score; `where` must be a filter expression only (one SELECT, nothing else)."""
-    sql = ("SELECT line_id, CAST(sale_time AS DATE) AS sale_day, branch_id, item_code, unit_price, customer_id "
+    sql = ("SELECT line_id, sale_time, branch_id, item_code, unit_price, customer_id "
            "FROM invoices")
     if where:
         sql += f" WHERE ({where})"

@@ -82,12 +82,36 @@ class Dataset:
     y_valid: np.ndarray
 
 
+# what training reads beside the matrix: the training_set view's identifying columns and label, and the calendar
+# columns of the drift baseline (monitor.baseline_table)
+LINES = ("SELECT line_id, sale_time, sale_day, branch_id, item_code, customer_id, quantity_sold, unit_price, "
+         "{label} AS label, isodow(sale_day) AS day_of_week, dayofmonth(sale_day) AS day_of_month, "
+         "month(sale_day) AS month FROM usable_lines ORDER BY line_id")
+
+
+def matrices(con, settings: Settings, tables: list[pa.Table], spec: dict) -> list[np.ndarray] | None:
+    """The feature matrices of the lines of `tables`, built by the prediction kernels from the history table (the
+    training view's values bit for bit, by test, in a quarter of the time); None when the kernels cannot serve the
+    definition."""
+    from .lookups import Batch, HistoryIndex, LayoutError
+
+    try:
+        index = HistoryIndex.of(settings.definition, con)
+        plan = index.layout.plan(spec)
+    except LayoutError:
+        return None
+    return [Batch(index, t["sale_time"], t["branch_id"], t["item_code"], t["unit_price"], t["customer_id"]).matrix(plan)
+            for t in tables]
+
+
 def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
-    """Read training_set through Arrow and split it by time; refuse data that cannot train a model."""
+    """Read the usable lines with their labels through Arrow, split them by time, and build their feature matrices
+    (the kernels', else training_set's); refuse data that cannot train a model."""
     day = choose_cutoff(con, settings, cutoff)
     spec = feature_spec(settings)
     # ordered, so that the same data gives the same rows in the same order (and the same model) every time
-    table = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
+    label = definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)
+    table = con.sql(LINES.format(label=label)).to_arrow_table()
     is_train = pc.less(table["sale_day"], pa.scalar(day, pa.date32()))
     train, valid = table.filter(is_train), table.filter(pc.invert(is_train))
     if train.num_rows == 0:
@@ -99,7 +123,11 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
     if len(present) < 2:
         raise TrainingError(f"the lines before {day} hold only class {present}; a classifier needs at least two "
                             "classes: load more data or move the cut-off")
-    X_train, X_valid = to_matrix(train, spec), to_matrix(valid, spec)
+    built = matrices(con, settings, [train, valid], spec)
+    if built is None:  # the view computes what the kernels cannot
+        view = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
+        built = [to_matrix(view.filter(mask), spec) for mask in (is_train, pc.invert(is_train))]
+    X_train, X_valid = built
     refuse_infinite(train, X_train, spec)
     refuse_infinite(valid, X_valid, spec)
     return Dataset(day, spec, train, valid, X_train, y_train, X_valid, labels(valid))
@@ -145,7 +173,8 @@ def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
 def xgb_params(settings: Settings) -> dict:
     return {
         "objective": "multi:softprob", "num_class": len(CLASSES), "eval_metric": "mlogloss",
-        "tree_method": "hist", "max_depth": settings.max_depth, "eta": settings.learning_rate,
+        "tree_method": "hist", "max_depth": settings.max_depth, "min_child_weight": settings.min_child_weight,
+        "eta": settings.learning_rate,
         "subsample": settings.subsample, "colsample_bytree": settings.colsample_bytree,
         "max_bin": settings.max_bin, "seed": settings.seed, "nthread": os.cpu_count() or 1,
     }

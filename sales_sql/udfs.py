@@ -60,7 +60,7 @@ def register_prediction(con: duckdb.DuckDBPyConnection, settings: Settings) -> N
     Predictor that loads the deployed model on first use; other predictors of this process reload too."""
     invalidate()
     predictor = Predictor(con, settings)
-    args = ["DATE", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"]
+    args = ["TIMESTAMP", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"]
     _replace_function(con, "_sales_predict", predictor.predict_arrow, args, PREDICTION.duckdb, type="arrow",
                       null_handling="special")
     _replace_function(con, "_sales_class", predictor.class_arrow, args, "VARCHAR", type="arrow",

@@ -12,7 +12,7 @@ CREATE OR REPLACE TEMP VIEW drift_current AS
 SELECT quantity_sold, unit_price, branch_id, item_code,
        isodow(sale_day)     AS day_of_week,
        dayofmonth(sale_day) AS day_of_month,
-       predict_sales_class(sale_day, branch_id, item_code, unit_price, customer_id) AS predicted,
+       predict_sales_class(sale_time, branch_id, item_code, unit_price, customer_id) AS predicted,
        CASE WHEN quantity_sold <= $low_max THEN 'LOW' WHEN quantity_sold <= $medium_max THEN 'MEDIUM'
             ELSE 'HIGH' END AS actual
 FROM drift_window;

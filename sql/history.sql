@@ -38,15 +38,24 @@ running AS (
            sum(n_low) OVER w AS n_low,
            sum(n_high) OVER w AS n_high,
            sum(sum_p) OVER w AS sum_p,
-           sum(n_p) OVER w AS n_p
+           sum(n_p) OVER w AS n_p,
+           n AS on_day_n,
+           sum_log_q AS on_day_sum_log_q,
+           sum(n) OVER w28 AS in_28d_n,
+           sum(sum_log_q) OVER w28 AS in_28d_sum_log_q
     FROM daily
-    WINDOW w AS (PARTITION BY kind, key ORDER BY sale_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    WINDOW w AS (PARTITION BY kind, key ORDER BY sale_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+         w28 AS (PARTITION BY kind, key ORDER BY sale_day RANGE BETWEEN INTERVAL 27 DAYS PRECEDING AND CURRENT ROW)
 )
 SELECT kind, key, sale_day,
        CAST(n AS DOUBLE)                                            AS n,
        CAST(sum_log_q AS DOUBLE) / nullif(n, 0)                     AS log_qty_mean,
        CAST(n_low AS DOUBLE) / nullif(n, 0)                         AS share_low,
        CAST(n_high AS DOUBLE) / nullif(n, 0)                        AS share_high,
-       CAST(sum_p AS DOUBLE) / nullif(n_p, 0)                       AS price_mean
+       CAST(sum_p AS DOUBLE) / nullif(n_p, 0)                       AS price_mean,
+       CAST(on_day_n AS DOUBLE)                                     AS day_n,
+       CAST(on_day_sum_log_q AS DOUBLE) / nullif(on_day_n, 0)       AS day_log_qty_mean,
+       CAST(in_28d_n AS DOUBLE)                                     AS n_28d,
+       CAST(in_28d_sum_log_q AS DOUBLE) / nullif(in_28d_n, 0)       AS log_qty_mean_28d
 FROM running
 ORDER BY kind, key, sale_day;

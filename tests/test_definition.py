@@ -14,10 +14,10 @@ from test_predict import deploy
 import sales_sql
 from conftest import ROOT
 from sales_sql import lookups, serving
-from sales_sql.definition import FEATURES, RENDERED, KeyKind, Statistic
+from sales_sql.definition import CALENDAR_SQL, FEATURES, RENDERED, KeyKind, Statistic
 from sales_sql.training import feature_spec, labels, to_matrix, xgb_params
 
-ARGS = "sale_day, branch_id, item_code, unit_price, customer_id"
+ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
 
 
 @pytest.mark.parametrize("name", sorted(RENDERED))
@@ -46,20 +46,23 @@ def trained_on(con, settings):
 
 
 def test_a_new_statistic_and_key_kind_are_one_entry_each(tmp_path, settings):
-    # the previous selling day's lines and mean log quantity, for branch x item, item and a new branch x customer kind
-    day_stats = (Statistic("day_n", "n", over="day", label="lines that day"),
-                 Statistic("day_log_qty_mean", "sum_log_q", "n", over="day", label="that day's mean log quantity"))
-    kinds = tuple(dataclasses.replace(k, stats=k.stats + ("day_n", "day_log_qty_mean"))
+    # a new daily sum and two statistics over it (all days, and the last 7), for branch x item, item and a new
+    # branch x customer kind
+    sums = FEATURES.sums + (("n_medium", "count(*) FILTER (WHERE q > $low_max AND q <= $medium_max)"),)
+    new = (Statistic("share_medium", "n_medium", "n", label="share MEDIUM"),
+           Statistic("share_medium_7d", "n_medium", "n", over="7d", label="share MEDIUM in 7 days"))
+    kinds = tuple(dataclasses.replace(k, stats=k.stats + ("share_medium", "share_medium_7d"))
                   if k.name in ("branch_item", "item") else k for k in FEATURES.kinds)
     kinds += (KeyKind("branch_customer", "bc", ("branch_id", "customer_id"), "branch x customer",
-                      ("n", "share_high", "day_log_qty_mean")),)
-    custom = with_definition(settings, statistics=FEATURES.statistics + day_stats, kinds=kinds)
+                      ("n", "share_high", "share_medium_7d")),)
+    custom = with_definition(settings, sums=sums, statistics=FEATURES.statistics + new, kinds=kinds)
     old = make_db(tmp_path / "old", settings, lines=15_000, days=120)
     db = make_db(tmp_path, custom, lines=15_000, days=120)
     con = sales_sql.connect(db, settings=custom)
     table, spec, X, booster = trained_on(con, custom)
-    assert {"bi_day_n", "item_day_log_qty_mean", "bc_n", "bc_share_high", "bc_day_log_qty_mean"} <= set(spec["features"])
-    assert not np.isnan(X[:, spec["features"].index("bc_day_log_qty_mean")]).all()
+    assert {"bi_share_medium", "item_share_medium_7d", "bc_n", "bc_share_high", "bc_share_medium_7d"} <= set(
+        spec["features"])
+    assert not np.isnan(X[:, spec["features"].index("bc_share_medium_7d")]).all()
     batch = lookups.Batch(lookups.HistoryIndex.of(custom.definition, con), *[table[c] for c in ARGS.split(", ")])
     np.testing.assert_array_equal(batch.matrix(spec), X)  # the view and the kernels, bit for bit
 
@@ -82,15 +85,39 @@ def test_a_new_statistic_and_key_kind_are_one_entry_each(tmp_path, settings):
     ({"kinds": FEATURES.kinds + (KeyKind("invoice", "inv", ("invoice_number",), "invoice", ("n",)),)},
      "key kind 'invoice' has columns ('invoice_number',)"),
 ])
-def test_a_definition_the_kernels_cannot_serve_falls_back_with_its_cause(tmp_path, settings, caplog, change, cause):
+def test_a_definition_the_kernels_cannot_serve_falls_back_with_its_cause(tmp_path, settings, caplog, monkeypatch,
+                                                                        change, cause):
+    monkeypatch.setitem(CALENDAR_SQL, "week", "week(l.sale_day)")  # SQL the view computes and the kernels do not
     custom = with_definition(settings, **change)
     db = make_db(tmp_path, custom, lines=6_000, days=60)
     con = sales_sql.connect(db, settings=custom)
-    _, spec, _, booster = trained_on(con, custom)  # the view serves it: SQL computes any DuckDB function
+    _, spec, X, booster = trained_on(con, custom)  # the view serves it: SQL computes any DuckDB function
+    from sales_sql.training import load_dataset
+
+    data = load_dataset(con, custom)  # and training reads its matrix from the view
+    np.testing.assert_array_equal(np.concatenate([data.X_train, data.X_valid])[np.argsort(
+        np.concatenate([data.train["line_id"], data.valid["line_id"]]))], X)
     deploy(con, booster, spec, 1)
     with caplog.at_level(logging.WARNING, logger="sales_sql"):
         rows = con.sql(f"SELECT predict_sales({ARGS}) AS p FROM training_set").fetchall()
     assert {r[0]["source"] for r in rows} == {serving.UNSERVABLE} and {r[0]["label"] for r in rows} <= {"LOW", "MEDIUM",
                                                                                                          "HIGH"}
     assert cause in caplog.text
+    sales_sql.close(db)
+
+
+def test_training_reads_the_kernels_matrix_which_equals_the_views(tmp_path, settings):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from sales_sql.training import load_dataset
+
+    db = make_db(tmp_path, settings, lines=15_000, days=120)
+    con = sales_sql.connect(db, settings=settings)
+    data = load_dataset(con, settings)
+    view = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
+    before = pc.less(view["sale_day"], pa.scalar(data.cutoff, pa.date32()))
+    for X, y, mask in ((data.X_train, data.y_train, before), (data.X_valid, data.y_valid, pc.invert(before))):
+        np.testing.assert_array_equal(X, to_matrix(view.filter(mask), data.spec))
+        np.testing.assert_array_equal(y, labels(view.filter(mask)))
     sales_sql.close(db)

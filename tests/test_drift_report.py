@@ -89,7 +89,7 @@ def test_holm_adjustment_and_window_accuracy_are_what_they_say(db):
         assert r["p_adjusted"] == pytest.approx(running, rel=1e-12, abs=1e-300)
     end = last_day(db)
     con = sales_sql.connect(db, read_only=True)
-    acc = con.execute("""SELECT avg(CAST(predict_sales_class(sale_day, branch_id, item_code, unit_price, customer_id)
+    acc = con.execute("""SELECT avg(CAST(predict_sales_class(sale_time, branch_id, item_code, unit_price, customer_id)
                                       = label AS INTEGER))
                          FROM training_set WHERE sale_day BETWEEN ?::DATE - 29 AND ?""", [end, end]).fetchall()[0][0]
     sales_sql.close(db)

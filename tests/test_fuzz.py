@@ -35,12 +35,12 @@ def fuzz_con(trained, tmp_path_factory):  # noqa: F811
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_rows_get_their_documented_answers(fuzz_con, rows):
     table = pa.table({name: pa.array([r[i] for r in rows], t) for i, (name, t) in enumerate(
-        [("sale_day", pa.string()), ("branch_id", pa.string()), ("item_code", pa.string()),
+        [("sale_time", pa.string()), ("branch_id", pa.string()), ("item_code", pa.string()),
          ("unit_price", pa.float64()), ("customer_id", pa.string())])})
     cur = fuzz_con.cursor()
     cur.register("fuzz", table)
-    out = cur.execute(f"""SELECT coalesce(TRY_CAST(sale_day AS DATE) BETWEEN DATE '0001-01-01' AND DATE '9999-12-31',
-                                          false), predict_sales({ARGS}), predict_sales_class({ARGS}),
+    out = cur.execute(f"""SELECT coalesce(TRY_CAST(sale_time AS TIMESTAMP) BETWEEN TIMESTAMP '0001-01-01'
+                                          AND TIMESTAMP '9999-12-31 23:59:59.999999', false), predict_sales({ARGS}), predict_sales_class({ARGS}),
                                  explain_sales_class({ARGS}) FROM fuzz""").fetchall()
     cur.close()
     assert len(out) == len(rows)

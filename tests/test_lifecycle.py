@@ -165,7 +165,8 @@ def test_retrain_refuses_data_that_cannot_train_and_registers_nothing(tmp_path, 
     close(db)
     infinite = run_cli("retrain", db, check=False)
     assert infinite.returncode == 1
-    assert (f"training_set has 1 line(s) with an infinite price_vs_branch_item, price_vs_item, unit_price, e.g. "
+    assert (f"training_set has 1 line(s) with an infinite price_vs_branch_item, price_vs_customer, price_vs_item, "
+            f"unit_price, e.g. "
             f"line_id {line} (unit_price -inf)") in infinite.stderr
     con = connect(db, settings=settings)
     con.execute("UPDATE invoices SET quantity_sold = 1 WHERE quantity_sold > 0")

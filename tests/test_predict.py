@@ -18,7 +18,7 @@ from sales_sql import lookups, scoring, serving
 from sales_sql.definition import FEATURES, FIRST_DAY, LAST_DAY, readable
 from sales_sql.training import CLASSES, feature_spec, labels, to_matrix, xgb_params
 
-ARGS = "sale_day, branch_id, item_code, unit_price, customer_id"
+ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
 
 
 def deploy(con, booster, spec, version):
