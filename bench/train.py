@@ -30,7 +30,7 @@ def main():
     fresh_mlflow_store()
     settings = load_settings()
     command = [str(Path(sys.executable).parent / "sales-sql"), "retrain", str(db), "--cutoff", CUTOFF]
-    with sales_sql.db.opened(db, read_only=True, settings=settings) as con:
+    with sales_sql.db.opened(db, settings=settings) as con:
         data = load_dataset(con, settings, CUTOFF)
 
     def plain():

@@ -150,10 +150,11 @@ def refuse_infinite(table: pa.Table, X: np.ndarray, spec: dict) -> None:
 
 
 def prepare(db_path: str, settings: Settings, cutoff: str | None = None) -> tuple[Dataset, dict]:
-    """Read and split the training data of a database file and score both baselines on its validation rows."""
+    """Read and split the training data of a database file and score both baselines on its validation rows. (The
+    file opens for writing: a history built for other settings or another feature definition is rebuilt first.)"""
     from .db import opened
 
-    with opened(db_path, read_only=True, settings=settings) as con:
+    with opened(db_path, settings=settings) as con:
         data = load_dataset(con, settings, cutoff)
         baselines = {name: evaluate(data.y_valid, pred) for name, pred in baseline_predictions(con, data).items()}
     return data, baselines
