@@ -126,7 +126,7 @@ def test_training_reads_the_kernels_matrix_which_equals_the_views(tmp_path, sett
 def test_retrain_reads_a_file_whose_history_was_built_by_another_definition(tmp_path, settings):
     from sales_sql.training import prepare
 
-    custom = with_definition(settings, kinds=FEATURES.kinds[:2])
+    custom = with_definition(settings, kinds=FEATURES.kinds[:2], price_ratios=FEATURES.price_ratios[:2])
     db = make_db(tmp_path, custom, lines=6_000, days=60)  # history and training_set of two key kinds only
     data, _ = prepare(str(db), settings)  # opens for writing: both are rebuilt for the shipped definition
     assert data.spec == feature_spec(settings) and data.X_train.shape[1] == len(data.spec["features"])
