@@ -36,12 +36,11 @@ def main():
     con.execute("SET enable_progress_bar = false")
     load_file(con, data_file, settings=settings)
     data = load_dataset(con, settings, "2025-07-01")
-    booster = xgb.train(xgb_params(settings), xgb.DMatrix(data.X_train, data.y_train,
-                                                           feature_names=data.spec["features"]), 100)
+    booster = xgb.train(xgb_params(settings), data.dtrain, 100)
     con.execute("""INSERT INTO deployed_models (model_name, version, run_id, booster, feature_spec, metrics, status)
                    VALUES (?, 1, 'bench', ?, ?, '{"accuracy": 1.0, "macro_f1": 1.0}', 'active')""",
                 [settings.model_name, bytes(booster.save_raw("ubj")), __import__("json").dumps(data.spec)])
-    store_baseline(con, settings, 1, baseline_table(data, booster, settings.seed))
+    store_baseline(con, settings, 1, baseline_table(data, booster))
     invalidate()
     per_day = con.execute("""SELECT count(*) / count(DISTINCT sale_day) FROM usable_lines
                              WHERE sale_day >= DATE '2025-07-01'""").fetchall()[0][0]

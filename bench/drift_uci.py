@@ -31,8 +31,7 @@ def main():
         booster = xgb.Booster()
         booster.load_model(bytearray(raw))
         con.execute("BEGIN TRANSACTION")
-        store_baseline(con, settings, version, baseline_table(load_dataset(con, settings, CUTOFF), booster,
-                                                              settings.seed))
+        store_baseline(con, settings, version, baseline_table(load_dataset(con, settings, CUTOFF), booster))
         con.execute("COMMIT")
     reports = [check(con, settings, window_sql=f"SELECT * FROM usable_lines WHERE sale_day BETWEEN DATE '{a}' AND "
                      f"DATE '{b}'", save=False) for a, b in MONTHS]

@@ -163,10 +163,13 @@ def query(database, sql, max_rows):
 @click.option("--into", "table", required=True, help="Table to create with one row of predictions per line.")
 @click.option("--where", help="Filter on invoices columns, e.g. \"sale_time >= DATE '2025-12-01'\". Default: all lines.")
 @click.option("--replace", is_flag=True, help="Overwrite the table if it exists.")
-@click.option("--batch-rows", default=250_000, show_default=True,
+@click.option("--batch-rows", default=100_000, show_default=True,
               help="Lines per prediction batch (each line of a batch holds about 0.8 KB while it is scored).")
+@click.option("--memory-limit", default="256MB", show_default=True,
+              help="DuckDB's memory limit for the command (its buffers for reading invoices and writing the "
+                   "table; beyond it DuckDB writes to its temporary folder).")
 @config_option
-def predict(database, table, where, replace, batch_rows):
+def predict(database, table, where, replace, batch_rows, memory_limit):
     """Score invoice lines of DATABASE in bulk into a table: line_id, label, p_low, p_medium, p_high,
     source, model_version. All or nothing: the table appears only when every line is scored.
 
@@ -179,6 +182,11 @@ def predict(database, table, where, replace, batch_rows):
 
     con = _open(database)
     try:
+        try:
+            con.execute("SET memory_limit = ?", [memory_limit])
+        except duckdb.Error as e:
+            raise click.BadParameter(f"{memory_limit!r}: {e}; write a size such as 512MB or 2GB",
+                                     param_hint="--memory-limit") from None
         total, dep = score_into(con, _settings(), table, where, replace=replace, batch_rows=batch_rows,
                                 progress=progress)
     except (ScoreError, ConfigError, duckdb.Error) as e:

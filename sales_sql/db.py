@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from .config import Settings, load_settings
-from .duck import first_row, is_read_only, run_sql, transaction
+from .duck import first_row, is_read_only, run_sql, sql_text, transaction
 from .udfs import register_udfs
 
 # DuckDB bug (shared/notes/duckdb-udf-facts.md): once the connection that registered a UDF is closed or
@@ -27,20 +27,45 @@ def history_signature(settings: Settings) -> str:
     return f"low_max={settings.low_max};medium_max={settings.medium_max};usable_lines=2;definition={digest}"
 
 
-def invoices_signature(con: duckdb.DuckDBPyConnection) -> str:
-    """Changes whenever a line is added, removed or edited (about 25 ms per million lines)."""
-    n, h = first_row(con, """SELECT count(*), bit_xor(hash(line_id, sale_time, branch_id, item_code, quantity_sold,
-                                                           unit_price, customer_id)) FROM invoices""")
+def invoices_signature(con: duckdb.DuckDBPyConnection, after: int | None = None) -> str:
+    """Changes whenever a line is added, removed or edited (about 25 ms per million lines); `after`: of the lines
+    after that line_id only (a signature of the lines before combined with theirs is the signature of all)."""
+    n, h = first_row(con, f"""SELECT count(*), bit_xor(hash(line_id, sale_time, branch_id, item_code, quantity_sold,
+                                                            unit_price, customer_id)) FROM invoices
+                              {'WHERE line_id > ?' if after is not None else ''}""",
+                     [after] if after is not None else None)
     return f"{n}:{h}"
 
 
+def _combined(before: str, added: str) -> str:
+    (n0, h0), (n1, h1) = (s.split(":") for s in (before, added))
+    h = (int(h0) if h0 != "None" else 0) ^ (int(h1) if h1 != "None" else 0)
+    return f"{int(n0) + int(n1)}:{h if int(n0) + int(n1) else None}"
+
+
 def rebuild_history(con: duckdb.DuckDBPyConnection, settings: Settings, invoices: str | None = None) -> None:
-    """Recompute the history table from invoices (call inside the caller's transaction, if any); `invoices` is
+    """Recompute the history tables from invoices (call inside the caller's transaction, if any); `invoices` is
     their invoices_signature when the caller has it already."""
     run_sql(con, "history", settings)
     con.executemany("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)",
                     [("history_settings", history_signature(settings)),
                      ("history_invoices", invoices or invoices_signature(con))])
+
+
+def update_history(con: duckdb.DuckDBPyConnection, settings: Settings, after: int) -> str:
+    """Bring history up to date after lines were added past line_id `after` (inside the caller's transaction): only
+    the keys those lines touch are recomputed, when history was current with every line before them; otherwise
+    (other settings, a hand edit) the whole of it is rebuilt. Returns "updated" or "rebuilt"."""
+    built = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
+    invoices, added = invoices_signature(con), invoices_signature(con, after)
+    stored = built.get("history_invoices")
+    if (built.get("history_settings") != history_signature(settings) or stored is None
+            or _combined(stored, added) != invoices):
+        rebuild_history(con, settings, invoices)
+        return "rebuilt"
+    con.execute(sql_text("history_update", settings, after=int(after)))
+    con.execute("INSERT OR REPLACE INTO sales_sql_meta VALUES ('history_invoices', ?)", [invoices])
+    return "updated"
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:

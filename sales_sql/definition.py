@@ -50,8 +50,10 @@ class Statistic:
 
 @dataclass(frozen=True)
 class Definition:
-    # per key and day, over usable lines (q = quantity_sold, p = unit_price); $low_max, $medium_max from settings
-    sums: tuple[tuple[str, str], ...]
+    # per key and day, over usable lines (q = quantity_sold, p = unit_price; $low_max, $medium_max from settings):
+    # (name, SQL, scale). Every sum is an integer (a count, or a value times `scale` rounded: fixed point), so sums
+    # of sums are exact in any order and a load that adds lines updates history to what a rebuild would give
+    sums: tuple[tuple[str, str, int], ...]
     statistics: tuple[Statistic, ...]
     kinds: tuple[KeyKind, ...]
     # (feature, calendar function of CALENDAR_SQL); the kernels compute these
@@ -96,13 +98,14 @@ CALENDAR_SQL = {"isodow": "isodow(l.sale_day)", "dayofmonth": "dayofmonth(l.sale
                 "hour": "CASE WHEN l.sale_time <> CAST(l.sale_day AS TIMESTAMP) THEN hour(l.sale_time) END"}
 
 FEATURES = Definition(
-    sums=(
-        ("n", "count(*)"),
-        ("sum_log_q", "sum(ln(q))"),
-        ("n_low", "count(*) FILTER (WHERE q <= $low_max)"),
-        ("n_high", "count(*) FILTER (WHERE q > $medium_max)"),
-        ("sum_p", "sum(p) FILTER (WHERE p > 0)"),
-        ("n_p", "count(p) FILTER (WHERE p > 0)"),
+    sums=(  # fixed point at 2^-32; a price of 1e15 or more is no price (its sum could overflow; the CASE, not a
+          # FILTER: DuckDB casts every row's value before it filters)
+        ("n", "count(*)", 1),
+        ("sum_log_q", "sum(CAST(round(ln(q) * 4294967296) AS BIGINT))", 1 << 32),
+        ("n_low", "count(*) FILTER (WHERE q <= $low_max)", 1),
+        ("n_high", "count(*) FILTER (WHERE q > $medium_max)", 1),
+        ("sum_p", "sum(CAST(round(CASE WHEN p > 0 AND p < 1e15 THEN p END * 4294967296) AS HUGEINT))", 1 << 32),
+        ("n_p", "count(p) FILTER (WHERE p > 0 AND p < 1e15)", 1),
     ),
     statistics=(
         Statistic("n", "n", label="lines before"),
@@ -162,9 +165,10 @@ def _key_sql(kind: KeyKind, table: str = "") -> str:
 
 
 def _ratio_sql(definition: Definition, s: Statistic, sums: str = "") -> str:
-    num = f"{sums}{s.numerator}"
-    return f"CAST({num} AS DOUBLE)" if s.denominator is None else \
-        f"CAST({num} AS DOUBLE) / nullif({sums}{s.denominator}, 0)"
+    scale = {name: k for name, _, k in definition.sums}
+    value = lambda x: f"CAST({sums}{x} AS DOUBLE)" + (f" / {scale[x]}" if scale[x] != 1 else "")  # noqa: E731
+    den = s.denominator and (value(s.denominator) if scale[s.denominator] != 1 else f"{sums}{s.denominator}")
+    return value(s.numerator) if s.denominator is None else f"{value(s.numerator)} / nullif({den}, 0)"
 
 
 def _over(s: Statistic) -> str:
@@ -172,8 +176,9 @@ def _over(s: Statistic) -> str:
     return "" if s.over == "running" else "on_day_" if s.over == "day" else f"in_{int(s.over[:-1])}d_"
 
 
-def render_history(definition: Definition) -> str:
-    """sql/history.sql: per key kind, key and day the key sold, its statistics through that day."""
+def _history_parts(definition: Definition) -> tuple[str, str, str, str]:
+    """The pieces both history scripts share: the keyed lines (a WHERE to complete), the daily sums, the running
+    and windowed sums over a daily table (a FROM to complete), and the statistics."""
     for s in definition.statistics:
         if not (s.over in ("running", "day") or (s.over[:-1].isdigit() and s.over.endswith("d"))):
             raise ValueError(f"statistic {s.name}: over = {s.over!r}; write 'running', 'day' or a number of days "
@@ -186,41 +191,100 @@ def render_history(definition: Definition) -> str:
     windows = sorted({int(s.over[:-1]) for s in definition.statistics if s.over.endswith("d") and s.over != "day"})
     keyed = "\n    UNION ALL\n".join(
         f"    SELECT '{k.name}' AS kind, {_key_sql(k)} AS key, sale_day, quantity_sold AS q, unit_price AS p\n"
-        f"    FROM usable_lines WHERE {' AND '.join(f'{c} IS NOT NULL' for c in k.columns)}"
+        f"    FROM usable_lines WHERE {{where}}{' AND '.join(f'{c} IS NOT NULL' for c in k.columns)}"
         for k in definition.kinds)
-    daily = ",\n".join(f"           {sql:60} AS {name}" for name, sql in definition.sums)
-    running = ",\n".join([f"           sum({name}) OVER w AS {name}" for name, _ in definition.sums] +
+    daily = ",\n".join(f"       {sql if sql.startswith('count(') else 'coalesce(' + sql + ', 0)':80} AS {name}"
+                       for name, sql, _ in definition.sums)  # never NULL: a load adds them up
+    running = ",\n".join([f"           sum({name}) OVER w AS {name}" for name, _, _ in definition.sums] +
                          [f"           {sql} AS {prefix}{name}" for (prefix, name), sql in extra.items()])
     window = ",\n         ".join(
         ["w AS (PARTITION BY kind, key ORDER BY sale_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"] +
         [f"w{n} AS (PARTITION BY kind, key ORDER BY sale_day RANGE BETWEEN INTERVAL {n - 1} DAYS PRECEDING AND "
          "CURRENT ROW)" for n in windows])
+    running = f"""    SELECT kind, key, sale_day,
+{running}
+    FROM {{daily}}
+    WINDOW {window}"""
     stats = ",\n".join(f"       {_ratio_sql(definition, s, _over(s)):60} AS {s.name}" for s in definition.statistics)
+    return keyed, daily, running, stats
+
+
+def render_history(definition: Definition) -> str:
+    """sql/history.sql: per key kind, key and day the key sold, its daily sums (history_daily) and its statistics
+    through that day (history)."""
+    keyed, daily, running, stats = _history_parts(definition)
     return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
 -- history: for every key and every day on which that key sold, the statistics of the key's usable lines up to and
--- including that day ("running"), or of that day alone ("day"). Features look up the latest row strictly before a
--- line's day (an as-of look-up), so a line never sees its own day or anything later. Rebuilt after every load;
--- $low_max / $medium_max come from the settings.
-CREATE OR REPLACE TABLE history AS
+-- including that day ("running"), of that day alone ("day"), or of the N days ending on it. Features look up the
+-- latest row strictly before a line's day (an as-of look-up), so a line never sees its own day or anything later.
+-- history_daily holds each key and day's sums: integers (counts, and fixed point for logs and prices), so a load
+-- adds its lines' sums to them exactly and recomputes only the keys it touched, from their first new day on
+-- (sql/history_update.sql). This script rebuilds both from usable_lines; $low_max / $medium_max: the settings.
+CREATE OR REPLACE TABLE history_daily AS
 WITH keyed AS (
-{keyed}
-),
-daily AS (
-    SELECT kind, key, sale_day,
+{keyed.format(where="")}
+)
+SELECT kind, key, sale_day,
 {daily}
-    FROM keyed
-    GROUP BY ALL
-),
-running AS (
-    SELECT kind, key, sale_day,
-{running}
-    FROM daily
-    WINDOW {window}
+FROM keyed
+GROUP BY ALL
+ORDER BY kind, key, sale_day;
+
+CREATE OR REPLACE TABLE history AS
+WITH running AS (
+{running.format(daily="history_daily")}
 )
 SELECT kind, key, sale_day,
 {stats}
 FROM running
 ORDER BY kind, key, sale_day;
+"""
+
+
+def render_history_update(definition: Definition) -> str:
+    """sql/history_update.sql: history and history_daily brought up to date with the lines after line $after."""
+    keyed, daily, running, stats = _history_parts(definition)
+    sums = [name for name, _, _ in definition.sums]
+    merged = ",\n".join(f"       coalesce(d.{x}, 0) + a.{x} AS {x}" for x in sums)
+    return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
+-- After a load: the lines with line_id > $after added to history_daily and history, touching only their keys.
+-- A key's rows from its first new day on are recomputed from its daily sums (a back-dated line changes every
+-- later running and windowed statistic of its keys); the result equals a rebuild by sql/history.sql exactly
+-- (the sums are integers), which tests check after loads in any order.
+CREATE OR REPLACE TEMP TABLE _history_added AS
+WITH keyed AS (
+{keyed.format(where="line_id > $after AND ")}
+)
+SELECT kind, key, sale_day,
+{daily}
+FROM keyed
+GROUP BY ALL;
+
+CREATE OR REPLACE TEMP TABLE _history_days AS
+SELECT kind, key, sale_day,
+{merged}
+FROM _history_added a LEFT JOIN history_daily d USING (kind, key, sale_day);
+
+DELETE FROM history_daily d USING _history_added a
+WHERE d.kind = a.kind AND d.key = a.key AND d.sale_day = a.sale_day;
+INSERT INTO history_daily SELECT * FROM _history_days;
+
+CREATE OR REPLACE TEMP TABLE _history_keys AS
+SELECT kind, key, min(sale_day) AS from_day FROM _history_added GROUP BY ALL;
+
+DELETE FROM history h USING _history_keys t
+WHERE h.kind = t.kind AND h.key = t.key AND h.sale_day >= t.from_day;
+INSERT INTO history
+WITH running AS (
+{running.format(daily="(SELECT d.* FROM history_daily d SEMI JOIN _history_keys t USING (kind, key))")}
+)
+SELECT r.kind, r.key, r.sale_day,
+{stats}
+FROM running r JOIN _history_keys t ON r.kind = t.kind AND r.key = t.key AND r.sale_day >= t.from_day;
+
+DROP TABLE _history_added;
+DROP TABLE _history_days;
+DROP TABLE _history_keys;
 """
 
 
@@ -267,7 +331,8 @@ FROM lines l
 """
 
 
-RENDERED = {"history": render_history, "training_set": render_training_set}
+RENDERED = {"history": render_history, "history_update": render_history_update,
+            "training_set": render_training_set}
 
 
 def write_sql(folder: Path) -> list[Path]:

@@ -7,6 +7,7 @@ import re
 import string
 
 import duckdb
+import pyarrow as pa
 
 from .config import Settings, shipped
 from .definition import FIRST_TIME, LAST_TIME, RENDERED
@@ -66,7 +67,29 @@ def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
     return first_row(con, "SELECT current_setting('access_mode')")[0] == "read_only"
 
 
-def active_deployment(con: duckdb.DuckDBPyConnection, model_name: str, columns: str = "version") -> tuple | None:
-    """The listed columns of the active row of deployed_models (the version predictions use), or None."""
-    return first_row(con, f"""SELECT {columns} FROM deployed_models WHERE status = 'active' AND model_name = ?
-                              ORDER BY deployment_id DESC LIMIT 1""", [model_name])
+def active_deployment(con: duckdb.DuckDBPyConnection, model_name: str, columns: str = "version", *,
+                      arrow: bool = False):
+    """The listed columns of the active row of deployed_models (the version predictions use), or None; as a
+    one-row Arrow table with `arrow` (a booster's bytes then reach Python without a copy per step)."""
+    sql = f"""SELECT {columns} FROM deployed_models WHERE status = 'active' AND model_name = ?
+              ORDER BY deployment_id DESC LIMIT 1"""
+    if arrow:
+        table = con.sql(sql, params=[model_name]).to_arrow_table()
+        return table if table.num_rows else None
+    return first_row(con, sql, [model_name])
+
+
+def batches_of(reader: pa.RecordBatchReader, rows: int):
+    """The reader's lines in record batches of exactly `rows` (the last may be shorter): DuckDB's Arrow reader
+    ends a batch at each row group (122,880 lines) however many lines are asked for."""
+    held, count = [], 0
+    for rb in reader:
+        held.append(rb)
+        count += rb.num_rows
+        while count >= rows:
+            table = pa.Table.from_batches(held, schema=reader.schema)
+            yield table.slice(0, rows).combine_chunks().to_batches()[0]
+            rest = table.slice(rows)
+            held, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(held, schema=reader.schema).combine_chunks().to_batches()[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from .config import Settings, load_settings
-from .db import rebuild_history
+from .db import update_history
 from .definition import FIRST_TIME, LAST_TIME
 from .duck import first_row, quote_ident, quote_literal, transaction
 from .serving import invalidate
@@ -253,7 +253,7 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                         [str(path), sha, report.rows_read, report.loaded, report.duplicates, report.rejected,
                          report.returns])
             if report.loaded:
-                rebuild_history(con, settings)
+                update_history(con, settings, last_id)
         invalidate()  # predictions look history up as of the new lines
     finally:
         con.execute("DROP TABLE IF EXISTS _read; DROP TABLE IF EXISTS _lines; DROP TABLE IF EXISTS _stage; "

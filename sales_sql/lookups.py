@@ -6,11 +6,13 @@ features.py defines them, and history as of the day before (the latest history r
 the prediction day, what the view's ASOF joins pick). The view stays the analysts' reference; tests check that
 this module gives identical matrices for every line of a database.
 
-History look-ups run on an in-memory copy of `history`. Keys are found by a 64-bit hash of the same key string the
-view joins on; the copy refuses to load if two keys of one kind ever share a hash.
+History look-ups run on arrays built from `history` (HistoryIndex: memory-mapped files beside the database). Keys
+are found by a 64-bit hash of the same key string the view joins on; the index refuses to build if two keys of one
+kind ever share a hash.
 """
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,6 +23,8 @@ from numba import njit
 
 from .definition import FIRST_DAY, LAST_DAY, Definition
 from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _fnv, _hash_kernel, _same_bytes, _string_buffers
+
+log = logging.getLogger("sales_sql")
 
 # the prediction functions' key arguments, in the order Batch keeps their buffers
 ARGUMENTS = ("branch_id", "item_code", "customer_id")
@@ -41,7 +45,7 @@ class Layout:
     ratios in a float64 slot, and the kinds' key columns among ARGUMENTS."""
     definition: Definition
     stats: tuple[str, ...]          # float32 slots of a row, in order
-    row: np.dtype                   # one history row: those slots, then the divisor as float64, padded
+    row: np.dtype                   # one history row: those slots, then the divisor as float64 (8-byte aligned)
     keys: np.ndarray                # (kinds, 2): argument index of each key column, -1 for none
 
     @classmethod
@@ -50,11 +54,8 @@ class Layout:
         for s in (*stats, definition.divisor):
             definition.statistic(s)  # StopIteration for a name the definition does not have
         f64_at = (4 * len(stats) + 7) // 8 * 8
-        size = 16
-        while size < f64_at + 8:
-            size *= 2  # a power of two: a row never straddles two cache lines
         row = np.dtype({"names": [*stats, definition.divisor], "formats": [np.float32] * len(stats) + [np.float64],
-                        "offsets": [4 * j for j in range(len(stats))] + [f64_at], "itemsize": size})
+                        "offsets": [4 * j for j in range(len(stats))] + [f64_at], "itemsize": f64_at + 8})
         keys = np.full((len(definition.kinds), 2), -1, np.int64)
         for k, kind in enumerate(definition.kinds):
             if not 1 <= len(kind.columns) <= 2 or any(c not in ARGUMENTS for c in kind.columns):
@@ -125,14 +126,18 @@ def _key_hashes(kind, offsets, data, out):
 
 @njit(nogil=True, cache=True)
 def _build_table(key_hash, key_start, key_count, table):
-    """Open addressing (linear probing): table[slot] = (key hash, start << 32 | row count); count 0 = empty."""
+    """Open addressing (linear probing): table[slot] = (key hash, start << 32 | row count); count 0 = empty.
+    False when two keys share a hash."""
     mask = table.shape[0] - 1
     for k in range(key_hash.shape[0]):
         slot = np.int64(key_hash[k] & np.uint64(mask))
         while table[slot, 1] != 0:
+            if table[slot, 0] == key_hash[k]:
+                return False
             slot = (slot + 1) & mask
         table[slot, 0] = key_hash[k]
         table[slot, 1] = (np.uint64(key_start[k]) << np.uint64(32)) | np.uint64(key_count[k])
+    return True
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -272,7 +277,13 @@ def _fill(day, hour, price, days, f32, f64, divisor, hashed, calendar, unit_pric
 
 class HistoryIndex:
     """The history table in numpy arrays for as-of look-ups (empty when con is None): per kind, a hash table from
-    key to its run of rows in `hist` (the layout's rows), sorted by day."""
+    key to its run of rows in `hist` (the layout's rows, sorted by day within a key).
+
+    For a database file the arrays are files in a folder beside it (FILE.index/), written by the first process
+    that needs this version of history and memory-mapped by every process after: one copy in the page cache
+    however many processes predict, nothing to build at start-up, and the memory of the pages a query touches
+    only. A load or a rebuild makes a new version (the old one is removed); deleting the folder is always safe.
+    In-memory databases, and files whose folder cannot be written, build the arrays in memory."""
 
     @classmethod
     def of(cls, definition: Definition, con=None) -> HistoryIndex:
@@ -280,38 +291,102 @@ class HistoryIndex:
 
     def __init__(self, layout: Layout, con=None):
         self.layout = layout
-        kinds = layout.definition.kinds
-        total = con.sql("SELECT count(*) FROM history").fetchall()[0][0] if con is not None else 0
-        self.hist = np.zeros(total, layout.row)
-        self.days = np.empty(total, np.int32)  # apart from hist: bisecting a run of days reads fewer lines
-        columns = ", ".join(layout.row.names)
-        tables, at = [], 0
-        for kind_id, kind in enumerate(kinds):
-            t = con.sql(f"""SELECT key, CAST(sale_day - DATE '1970-01-01' AS INTEGER) AS day, {columns}
-                            FROM history WHERE kind = ?""", params=[kind.name]).to_arrow_table() if total else None
-            n = t.num_rows if total else 0
-            hashes = np.zeros(n, np.uint64)
-            if n:
-                _key_hashes(kind_id, *_string_buffers(t["key"])[:2], hashes)
-            days = t["day"].to_numpy().astype(np.int32) if n else np.zeros(0, np.int32)
-            order = np.lexsort((days, hashes))
-            hashes = hashes[order]
-            first = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])[:n]
-            if n and len(first) != pc.count_distinct(t["key"]).as_py():
-                raise RuntimeError(f"two {kind.name} keys share a 64-bit hash; predictions cannot look history up")
-            block = self.hist[at:at + n]
-            self.days[at:at + n] = days[order]
-            for name in layout.row.names:
-                block[name] = t[name].to_numpy(zero_copy_only=False)[order] if n else []
-            table = np.zeros((1 << max(int(2 * len(first)).bit_length(), 4), 2), np.uint64)
-            _build_table(hashes[first], first + at, np.diff(np.append(first, n)), table)
-            tables.append(table)
-            at += n
-        self.tables = tuple(tables)
-        raw = self.hist.view(np.uint8).reshape(total, layout.row.itemsize)
+        kinds = len(layout.definition.kinds)
+        if con is None:
+            self.hist, self.days = np.zeros(0, layout.row), np.zeros(0, np.int32)
+            self.tables = tuple(np.zeros((16, 2), np.uint64) for _ in range(kinds))
+        else:
+            arrays = _mapped(layout, con)
+            self.hist, self.days = arrays["hist"], arrays["days"]
+            self.tables = tuple(arrays[f"table_{k}"] for k in range(kinds))
+        raw = self.hist.view(np.uint8).reshape(len(self.hist), layout.row.itemsize)
         self.f32 = raw.view(np.float32)  # the float32 slots by position, and the divisor's float64 one
         self.f64 = raw.view(np.float64)
         self.divisor = layout.row.fields[layout.definition.divisor][1] // 8
+
+
+INDEX_FORMAT = 1  # of the files: a change makes every process build them again
+
+
+def _mapped(layout: Layout, con) -> dict[str, np.ndarray]:
+    """The index arrays of the history in con's database: mapped from their files, built into them first when
+    this version of history has none, or built in memory when there is no file or folder to write."""
+    import hashlib
+    import json
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+    meta = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
+    folder = Path(f"{path}.index") if path and meta and os.access(Path(path).parent, os.W_OK) else None
+    if folder is None:
+        return _build(layout, con, None)
+    digest = hashlib.sha256(json.dumps([INDEX_FORMAT, str(layout.row.descr), layout.definition.as_dict(),
+                                        sorted(meta.items())], sort_keys=True).encode()).hexdigest()[:20]
+    done = folder / digest
+    if not done.is_dir():
+        tmp = None
+        try:
+            folder.mkdir(exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder))
+            tmp.chmod(0o755)  # mkdtemp makes it private; the index is as readable as the database
+            _build(layout, con, tmp)
+            os.rename(tmp, done)  # whole or not at all; another process may have finished first
+        except OSError as e:
+            if not done.is_dir():
+                log.warning("the history index cannot be written beside the database (%s); building it in memory", e)
+                return _build(layout, con, None)
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+        for old in folder.iterdir():  # earlier versions (processes that map them keep their pages)
+            if old != done and not old.name.startswith(".building-"):
+                shutil.rmtree(old, ignore_errors=True)
+    return {f.stem: np.load(f, mmap_mode="r") for f in done.glob("*.npy")}
+
+
+def _build(layout: Layout, con, folder) -> dict[str, np.ndarray]:
+    """Read history kind by kind, in key and day order, in batches, into the arrays (files in `folder`, or
+    memory): rows, days and one hash table per kind."""
+    def array(name, shape, dtype):
+        return np.zeros(shape, dtype) if folder is None else \
+            np.lib.format.open_memmap(folder / f"{name}.npy", "w+", dtype, shape)
+
+    kinds = layout.definition.kinds
+    counts = {k: (n, d) for k, n, d in con.execute("SELECT kind, count(*), count(DISTINCT key) FROM history "
+                                                    "GROUP BY kind").fetchall()}
+    total = sum(counts.get(k.name, (0, 0))[0] for k in kinds)
+    out = {"hist": array("hist", (total,), layout.row), "days": array("days", (total,), np.int32)}
+    columns = ", ".join(layout.row.names)
+    cur = con.cursor()
+    at = 0
+    for kind_id, kind in enumerate(kinds):
+        n, distinct = counts.get(kind.name, (0, 0))
+        hashes = np.empty(n, np.uint64)
+        reader = cur.sql(f"""SELECT key, CAST(sale_day - DATE '1970-01-01' AS INTEGER) AS day, {columns}
+                             FROM history WHERE kind = ? ORDER BY key, sale_day""",
+                         params=[kind.name]).to_arrow_reader(1 << 20)
+        i = 0
+        for rb in reader:
+            m, j = rb.num_rows, at + i
+            _key_hashes(kind_id, *_string_buffers(rb.column(0))[:2], hashes[i:i + m])
+            out["days"][j:j + m] = rb.column(1).to_numpy()
+            for name in layout.row.names:
+                out["hist"][name][j:j + m] = rb.column(name).to_numpy(zero_copy_only=False)
+            i += m
+        first = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])[:n]
+        table = array(f"table_{kind_id}", (1 << max(int(2 * len(first)).bit_length(), 4), 2), np.uint64)
+        if len(first) != distinct or not _build_table(hashes[first], first + at, np.diff(np.append(first, n)), table):
+            raise RuntimeError(f"two {kind.name} keys share a 64-bit hash; predictions cannot look history up")
+        out[f"table_{kind_id}"] = table
+        at += n
+    cur.close()
+    for a in out.values():
+        if isinstance(a, np.memmap):
+            a.flush()
+    return out
 
 
 # ---- one batch of arguments -> features ----------------------------------------------------------------------

@@ -24,20 +24,20 @@ class DriftError(ValueError):
     """A drift check could not run (no production model, no baseline, an empty window); nothing was saved."""
 
 
-def baseline_table(data, booster, seed: int) -> pa.Table:
-    """A seeded sample of up to BASELINE_ROWS training lines with the booster's predicted class: what drift
-    is measured against. `data` is a training.Dataset."""
+def baseline_table(data, booster) -> pa.Table:
+    """The training lines of the dataset's seeded sample (up to BASELINE_ROWS) with the booster's predicted class:
+    what drift is measured against. `data` is a training.Dataset."""
     import xgboost as xgb
 
     from .training import CLASSES
 
-    n = data.train.num_rows
-    rows = np.sort(np.random.default_rng(seed).choice(n, BASELINE_ROWS, replace=False)) if n > BASELINE_ROWS \
-        else np.arange(n)
-    predicted = booster.predict(xgb.DMatrix(data.X_train[rows], feature_names=data.spec["features"])).argmax(1)
-    table = data.train.take(rows).select(["quantity_sold", "unit_price", "branch_id", "item_code", "day_of_week",
-                                          "day_of_month", "month"])
-    return table.append_column("predicted", pa.array(np.array(CLASSES)[predicted]))
+    predicted = booster.predict(xgb.DMatrix(data.X_sample, feature_names=data.spec["features"])).argmax(1)
+    day = data.sample["sale_day"]
+    table = data.sample.select(["quantity_sold", "unit_price", "branch_id", "item_code"])
+    for name, values in (("day_of_week", pc.day_of_week(day, count_from_zero=False)), ("day_of_month", pc.day(day)),
+                         ("month", pc.month(day)), ("predicted", pa.array(np.array(CLASSES)[predicted]))):
+        table = table.append_column(name, values)
+    return table
 
 
 def store_baseline(con, settings: Settings, version: int, table: pa.Table) -> None:

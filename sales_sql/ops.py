@@ -19,8 +19,8 @@ from .loader import LoadError, file_sha256, load_file
 from .monitor import DriftError, check
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
-SALES_SQL_TABLES = ("invoices", "rejected_rows", "load_log", "sales_sql_meta", "history", "deployed_models",
-                    "drift_baseline", "drift_report")
+SALES_SQL_TABLES = ("invoices", "rejected_rows", "load_log", "sales_sql_meta", "history", "history_daily",
+                    "deployed_models", "drift_baseline", "drift_report")
 
 
 class OpsError(RuntimeError):

@@ -15,7 +15,6 @@ from pathlib import Path
 import duckdb
 import mlflow
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xgboost as xgb
 from mlflow import MlflowClient
@@ -142,7 +141,7 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
     with mlflow.start_run(run_id=state.get("run_id"), experiment_id=None if state else experiment_id) as run:
         state_file.write_text(json.dumps({"run_id": run.info.run_id}))
         mlflow.log_params({**{k: v for k, v in params.items() if k != "nthread"}, "cutoff": str(data.cutoff),
-                           "train_rows": data.train.num_rows, "valid_rows": data.valid.num_rows,
+                           "train_rows": len(data.y_train), "valid_rows": len(data.y_valid),
                            "class_weight": settings.class_weight, "num_boost_round": settings.num_boost_round,
                            "early_stopping_rounds": settings.early_stopping_rounds,
                            "database": str(Path(db_path).resolve())})
@@ -154,7 +153,7 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
                  for step, loss in enumerate(result.history.get("valid", {}).get("mlogloss", []))]
         for at in range(0, len(curve), 1000):  # batches of MLflow's maximum (one call per round: 1.7 s for 140)
             client.log_batch(run.info.run_id, metrics=curve[at:at + 1000])
-        proba = result.booster.predict(xgb.DMatrix(data.X_valid, feature_names=data.spec["features"]))
+        proba = result.booster.predict(data.dvalid)
         metrics = evaluate(data.y_valid, proba)
         mlflow.log_metrics({k: v for k, v in metrics.items() if k != "confusion"})
         mlflow.log_metrics({"best_iteration": result.best_iteration, "resumed_from": result.resumed_from})
@@ -170,7 +169,7 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
         version = int(info.registered_model_version)
         # the training distribution travels with the version (promote copies it into the file it deploys to)
         # and goes into this file below
-        baseline = baseline_table(data, result.booster, settings.seed)
+        baseline = baseline_table(data, result.booster)
         with tempfile.TemporaryDirectory() as tmp:
             pq.write_table(baseline, Path(tmp) / BASELINE_ARTIFACT)
             mlflow.log_artifact(str(Path(tmp) / BASELINE_ARTIFACT))
@@ -184,7 +183,7 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
                 store_baseline(con, settings, version, baseline)
                 # what `sales-sql pipeline` compares with the file's newest usable line to decide on a retrain
                 con.execute("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)",
-                            [TRAINED_THROUGH, str(max(pc.max(t["line_id"]).as_py() for t in (data.train, data.valid)))])
+                            [TRAINED_THROUGH, str(data.last_line_id)])
         except duckdb.Error as e:
             raise RegistryError(f"version {version} is registered, but its drift baseline could not be written to "
                                 f"{db_path}: {e}; `sales-sql promote` will copy it there") from None

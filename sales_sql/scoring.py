@@ -6,7 +6,7 @@ import duckdb
 import pyarrow as pa
 
 from .config import Settings
-from .duck import first_row, quote_ident
+from .duck import batches_of, first_row, quote_ident
 from .serving import Deployment, Predictor, columns
 
 SCORED = pa.schema([("line_id", pa.int64()), ("label", pa.string()), ("p_low", pa.float64()),
@@ -34,24 +34,8 @@ def scoring_query(where: str | None) -> str:
     return sql
 
 
-def batches_of(reader: pa.RecordBatchReader, rows: int):
-    """The reader's lines in record batches of exactly `rows` (the last may be shorter): DuckDB's Arrow reader
-    ends a batch at each row group (122,880 lines) however many lines are asked for."""
-    held, count = [], 0
-    for rb in reader:
-        held.append(rb)
-        count += rb.num_rows
-        while count >= rows:
-            table = pa.Table.from_batches(held, schema=reader.schema)
-            yield table.slice(0, rows).combine_chunks().to_batches()[0]
-            rest = table.slice(rows)
-            held, count = rest.to_batches(), rest.num_rows
-    if count:
-        yield pa.Table.from_batches(held, schema=reader.schema).combine_chunks().to_batches()[0]
-
-
 def score_into(con, settings: Settings, table: str, where: str | None = None, *, replace: bool = False,
-               batch_rows: int = 250_000, progress=None) -> tuple[int, Deployment]:
+               batch_rows: int = 100_000, progress=None) -> tuple[int, Deployment]:
     """Write one row of predictions per matching invoice line into `table` in one statement (all or nothing).
 
     Lines stream through in batches of `batch_rows` (DuckDB's Arrow reader), each predicted by one

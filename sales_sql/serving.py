@@ -57,7 +57,7 @@ class Deployment:
     generation: int
     reason: str = ""                    # why the fallback answers (empty for MODEL)
     booster: xgb.Booster | None = None  # all cores
-    single: xgb.Booster | None = None   # the same model on one thread, for calls that run beside others
+    single: xgb.Booster | None = None   # the model on one thread, for calls side by side (without trees only)
     trees: Trees | None = None          # the same model compiled (trees.py); None: XGBoost's predictor answers
     spec: dict | None = None
     plan: Plan | None = None            # where the kernels put each feature of the spec
@@ -83,27 +83,25 @@ def load_deployment(con, settings: Settings) -> Deployment:
 
     try:
         index, unservable = _history(con, settings.definition)
-        row = active_deployment(con, settings.model_name, "version, booster, feature_spec")
+        row = active_deployment(con, settings.model_name, "version, booster, feature_spec", arrow=True)
     except duckdb.CatalogException:
         return Deployment(NO_MODEL, None, HistoryIndex(Layout.of(FEATURES)), _generation,
                           "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
+    version = row["version"][0].as_py() if row is not None else None
     if unservable:
-        return Deployment(UNSERVABLE, row[0] if row else None, index, _generation,
+        return Deployment(UNSERVABLE, version, index, _generation,
                           f"the prediction kernels cannot serve the feature definition ({unservable}); the fallback "
                           "answers without history")
     if row is None:
         return Deployment(NO_MODEL, None, index, _generation,
                           f"no model {settings.model_name!r} is deployed in this database; run `sales-sql promote`")
-    version, raw, spec_json = row
     try:
-        spec = json.loads(spec_json)
+        spec = json.loads(row["feature_spec"][0].as_py())
         booster = xgb.Booster()
-        booster.load_model(bytearray(raw))
+        booster.load_model(bytearray(row["booster"][0].as_buffer()))
         if booster.num_features() != len(spec["features"]):
             raise ValueError(f"the booster has {booster.num_features()} features, its spec {len(spec['features'])}")
         booster.set_param({"nthread": os.cpu_count() or 1})
-        single = booster.copy()
-        single.set_param({"nthread": 1})
     except (ValueError, KeyError, TypeError, xgb.core.XGBoostError) as e:
         return Deployment(UNREADABLE, version, index, _generation,
                           f"the deployed model v{version} cannot be read ({str(e).splitlines()[0][:200]}); "
@@ -119,8 +117,13 @@ def load_deployment(con, settings: Settings) -> Deployment:
     except Exception as e:  # noqa: BLE001  never a failed query: the fallback answers, saying why
         return Deployment(UNSERVABLE, version, index, _generation,
                           f"the prediction kernels cannot serve the features of v{version}: {e}")
-    return Deployment(MODEL, version, index, _generation, booster=booster, single=single, trees=Trees.of(booster),
-                      spec=spec, plan=plan)
+    trees = Trees.of(booster)
+    single = None  # without the compiled trees, a copy of the model on one thread (a second copy in memory)
+    if trees is None:
+        single = booster.copy()
+        single.set_param({"nthread": 1})
+    return Deployment(MODEL, version, index, _generation, booster=booster, single=single, trees=trees, spec=spec,
+                      plan=plan)
 
 
 class Predictor:

@@ -70,67 +70,122 @@ def choose_cutoff(con, settings: Settings, cutoff: str | None) -> dt.date:
     return row[0]
 
 
-@dataclass
-class Dataset:
-    cutoff: dt.date
-    spec: dict
-    train: pa.Table
-    valid: pa.Table
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_valid: np.ndarray
-    y_valid: np.ndarray
+BATCH_ROWS = 500_000  # lines per batch of the training matrices (a batch's floats: 500k x features x 4 bytes)
 
-
-# what training reads beside the matrix: the training_set view's identifying columns and label, and the calendar
-# columns of the drift baseline (monitor.baseline_table)
+# what training reads of each line beside its features (the training_set view has these columns too)
 LINES = ("SELECT line_id, sale_time, sale_day, branch_id, item_code, customer_id, quantity_sold, unit_price, "
-         "{label} AS label, isodow(sale_day) AS day_of_week, dayofmonth(sale_day) AS day_of_month, "
-         "month(sale_day) AS month FROM usable_lines ORDER BY line_id")
+         "{label} AS label FROM usable_lines")
 
 
-def matrices(con, settings: Settings, tables: list[pa.Table], spec: dict) -> list[np.ndarray] | None:
-    """The feature matrices of the lines of `tables`, built by the prediction kernels from the history table (the
-    training view's values bit for bit, by test, in a quarter of the time); None when the kernels cannot serve the
-    definition."""
+def batches(con, settings: Settings, spec: dict, where: str, params: list | None = None):
+    """The usable lines matching `where` (SQL over their columns) in line order, in batches of BATCH_ROWS, each as
+    (lines, features, labels). The features are built by the prediction kernels from the history table (the
+    training view's values bit for bit, by test, in a quarter of the time), or read from training_set when the
+    kernels cannot serve the definition. Lines with infinite features stop it with a TrainingError."""
+    from .duck import batches_of
     from .lookups import Batch, HistoryIndex, LayoutError
 
     try:
         index = HistoryIndex.of(settings.definition, con)
         plan = index.layout.plan(spec)
-    except LayoutError:
-        return None
-    return [Batch(index, t["sale_time"], t["branch_id"], t["item_code"], t["unit_price"], t["customer_id"]).matrix(plan)
-            for t in tables]
+        sql = LINES.format(label=definition.label_sql("quantity_sold", settings.low_max, settings.medium_max))
+    except LayoutError:  # the view computes what the kernels cannot
+        plan, sql = None, "SELECT * FROM training_set"
+    # the lines: one scan of invoices in insertion order, which DuckDB keeps without an ORDER BY (line_id order);
+    # the view's ASOF joins do not keep it
+    order = " ORDER BY line_id" if plan is None else ""
+    cur = con.cursor()
+    try:
+        reader = cur.sql(f"{sql} WHERE {where}{order}", params=params).to_arrow_reader(BATCH_ROWS)
+        for rb in batches_of(reader, BATCH_ROWS):
+            t = pa.Table.from_batches([rb])
+            X = to_matrix(t, spec) if plan is None else Batch(
+                index, *(t[c] for c in ("sale_time", "branch_id", "item_code", "unit_price", "customer_id"))
+            ).matrix(plan)
+            refuse_infinite(t, X, spec)
+            yield t, X, labels(t)
+    finally:
+        cur.close()
+
+
+class _Side(xgb.DataIter):
+    """One side of the cut-off, batch by batch, for a QuantileDMatrix (which reads it twice: sketch, then bins);
+    the first pass also keeps the labels, and the lines at the sorted positions `keep` with their features."""
+
+    def __init__(self, read, names: list[str], weights: np.ndarray | None = None, keep: np.ndarray | None = None):
+        super().__init__(release_data=True)
+        self.read, self.names, self.weights, self.keep = read, names, weights, keep
+        self.it, self.first, self.at, self.labels, self.kept = None, True, 0, [], []
+
+    def reset(self):
+        if self.it is not None:
+            self.it.close()
+            self.first = False
+        self.it = None
+
+    def next(self, input_data) -> bool:
+        if self.it is None:
+            self.it, self.at = self.read(), 0
+        lines, X, y = next(self.it, (None, None, None))
+        if lines is None:
+            return False
+        if self.first:
+            self.labels.append(y)
+            if self.keep is not None:
+                mine = self.keep[(self.keep >= self.at) & (self.keep < self.at + len(y))] - self.at
+                self.kept.append((lines.take(mine), X[mine]))
+        self.at += len(y)
+        input_data(data=X, label=y, weight=None if self.weights is None else self.weights[y],
+                   feature_names=self.names)
+        return True
+
+
+@dataclass
+class Dataset:
+    """One retrain's data: XGBoost's binned matrices of both sides of the cut-off, built batch by batch (neither
+    the lines nor the float matrix are ever whole in memory), their labels, and a seeded sample of the training
+    lines with their features (for the drift baseline)."""
+    cutoff: dt.date
+    spec: dict
+    dtrain: xgb.QuantileDMatrix
+    dvalid: xgb.QuantileDMatrix
+    y_train: np.ndarray
+    y_valid: np.ndarray
+    sample: pa.Table
+    X_sample: np.ndarray
+    last_line_id: int
 
 
 def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
-    """Read the usable lines with their labels through Arrow, split them by time, and build their feature matrices
-    (the kernels', else training_set's); refuse data that cannot train a model."""
+    """Split the usable lines by time and build both sides' matrices from batches; refuse data that cannot train a
+    model."""
+    from .monitor import BASELINE_ROWS
+
     day = choose_cutoff(con, settings, cutoff)
     spec = feature_spec(settings)
-    # ordered, so that the same data gives the same rows in the same order (and the same model) every time
     label = definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)
-    table = con.sql(LINES.format(label=label)).to_arrow_table()
-    is_train = pc.less(table["sale_day"], pa.scalar(day, pa.date32()))
-    train, valid = table.filter(is_train), table.filter(pc.invert(is_train))
-    if train.num_rows == 0:
+    sides = dict(con.execute("SELECT sale_day < ?, count(*) FROM usable_lines GROUP BY ALL", [day]).fetchall())
+    if not sides.get(True):
         raise TrainingError(f"no usable lines before the cut-off {day}; choose a later --cutoff")
-    if valid.num_rows == 0:
+    if not sides.get(False):
         raise TrainingError(f"no usable lines on or after the cut-off {day}; choose an earlier --cutoff")
-    y_train = labels(train)
-    present = sorted({CLASSES[i] for i in np.unique(y_train)})
-    if len(present) < 2:
-        raise TrainingError(f"the lines before {day} hold only class {present}; a classifier needs at least two "
-                            "classes: load more data or move the cut-off")
-    built = matrices(con, settings, [train, valid], spec)
-    if built is None:  # the view computes what the kernels cannot
-        view = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
-        built = [to_matrix(view.filter(mask), spec) for mask in (is_train, pc.invert(is_train))]
-    X_train, X_valid = built
-    refuse_infinite(train, X_train, spec)
-    refuse_infinite(valid, X_valid, spec)
-    return Dataset(day, spec, train, valid, X_train, y_train, X_valid, labels(valid))
+    by_class = dict(con.execute(f"SELECT {label}, count(*) FROM usable_lines WHERE sale_day < ? GROUP BY ALL",
+                                [day]).fetchall())
+    if len(by_class) < 2:
+        raise TrainingError(f"the lines before {day} hold only class {sorted(by_class)}; a classifier needs at least "
+                            "two classes: load more data or move the cut-off")
+    n = sides[True]
+    keep = np.sort(np.random.default_rng(settings.seed).choice(n, BASELINE_ROWS, replace=False)) \
+        if n > BASELINE_ROWS else np.arange(n)
+    weights = class_weights([by_class.get(c, 0) for c in CLASSES], settings.class_weight)
+    train = _Side(lambda: batches(con, settings, spec, "sale_day < ?", [day]), spec["features"], weights, keep)
+    valid = _Side(lambda: batches(con, settings, spec, "sale_day >= ?", [day]), spec["features"])
+    threads = os.cpu_count() or 1
+    dtrain = xgb.QuantileDMatrix(train, max_bin=settings.max_bin, nthread=threads)
+    dvalid = xgb.QuantileDMatrix(valid, ref=dtrain, max_bin=settings.max_bin, nthread=threads)
+    last = first_row(con, "SELECT max(line_id) FROM usable_lines")[0]
+    return Dataset(day, spec, dtrain, dvalid, np.concatenate(train.labels), np.concatenate(valid.labels),
+                   pa.concat_tables([t for t, _ in train.kept]), np.concatenate([X for _, X in train.kept]), last)
 
 
 def refuse_infinite(table: pa.Table, X: np.ndarray, spec: dict) -> None:
@@ -156,19 +211,19 @@ def prepare(db_path: str, settings: Settings, cutoff: str | None = None) -> tupl
 
     with opened(db_path, settings=settings) as con:
         data = load_dataset(con, settings, cutoff)
-        baselines = {name: evaluate(data.y_valid, pred) for name, pred in baseline_predictions(con, data).items()}
+        baselines = {name: evaluate(data.y_valid, pred) for name, pred in baseline_predictions(con, settings, data).items()}
     return data, baselines
 
 
-def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
-    """Per-row weights: n / (classes * count of the row's class), or all ones."""
+def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
+    """Each class's weight from the class counts: n / (classes present * count of the class), or all ones."""
+    counts = np.asarray(counts, np.float64)
     if mode == "none":
-        return np.ones(len(y), np.float32)
-    counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
+        return np.ones(len(counts), np.float32)
     present = counts > 0
-    w = np.zeros(len(CLASSES))
-    w[present] = len(y) / (present.sum() * counts[present])
-    return w[y].astype(np.float32)
+    w = np.zeros(len(counts))
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w.astype(np.float32)
 
 
 def xgb_params(settings: Settings) -> dict:
@@ -235,7 +290,7 @@ class Progress(xgb.callback.TrainingCallback):
 def run_key(db_path: str, data: Dataset, params: dict, settings: Settings) -> str:
     """Identifies one training job, so that --resume only continues the same job on the same data."""
     key = json.dumps({"db": str(Path(db_path).resolve()), "cutoff": str(data.cutoff), "params": params,
-                      "rows": [data.train.num_rows, data.valid.num_rows], "spec": data.spec,
+                      "rows": [len(data.y_train), len(data.y_valid)], "spec": data.spec,
                       "rounds": settings.num_boost_round, "weights": settings.class_weight}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -262,17 +317,14 @@ def train(data: Dataset, settings: Settings, checkpoint_dir: Path, *, resume: bo
     elif not resume:
         for old in checkpoint_dir.glob("iter_*.ubj"):
             old.unlink()
-    dtrain = xgb.DMatrix(data.X_train, data.y_train, weight=class_weights(data.y_train, settings.class_weight),
-                         feature_names=data.spec["features"])
-    dvalid = xgb.DMatrix(data.X_valid, data.y_valid, feature_names=data.spec["features"])
     callbacks = [Checkpoints(checkpoint_dir, settings.checkpoint_every)]
     if progress:
         callbacks.append(Progress(settings.num_boost_round))
     if settings.early_stopping_rounds:
         callbacks.append(xgb.callback.EarlyStopping(rounds=settings.early_stopping_rounds, save_best=False))
     history: dict = {}
-    booster = xgb.train(params, dtrain, num_boost_round=max(settings.num_boost_round - done, 0),
-                        evals=[(dvalid, "valid")], evals_result=history, callbacks=callbacks,
+    booster = xgb.train(params, data.dtrain, num_boost_round=max(settings.num_boost_round - done, 0),
+                        evals=[(data.dvalid, "valid")], evals_result=history, callbacks=callbacks,
                         xgb_model=start_model, verbose_eval=False)
     rounds = booster.num_boosted_rounds()
     # early stopping only names a best iteration when this call trained at least one round
@@ -302,29 +354,26 @@ def evaluate(y_true: np.ndarray, proba_or_pred: np.ndarray) -> dict:
     return out
 
 
-def baseline_predictions(con, data: Dataset) -> dict[str, np.ndarray]:
+def baseline_predictions(con, settings: Settings, data: Dataset) -> dict[str, np.ndarray]:
     """Two baselines on the validation rows: the majority class before the cut-off, and the most frequent
     class of the same branch x item before the cut-off, else of the item, else the majority class."""
     majority = int(np.bincount(data.y_train, minlength=len(CLASSES)).argmax())
-    cur = con.cursor()
-    cur.register("_train", data.train.select(["branch_id", "item_code", "label"]))
-    cur.register("_valid", data.valid.select(["line_id", "branch_id", "item_code"]))
+    label = definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)
     # ties go to the lower class (LOW before MEDIUM before HIGH), so the baseline is deterministic
-    modes = cur.execute("""
-        WITH counts AS (SELECT branch_id, item_code, label, count(*) AS n,
+    modes = con.sql(f"""
+        WITH lines AS (SELECT line_id, branch_id, item_code, sale_day < ? AS before, {label} AS label
+                       FROM usable_lines),
+             counts AS (SELECT branch_id, item_code, label, count(*) AS n,
                                CASE label WHEN 'LOW' THEN 2 WHEN 'MEDIUM' THEN 1 ELSE 0 END AS tie
-                        FROM _train GROUP BY branch_id, item_code, label),
+                        FROM lines WHERE before GROUP BY branch_id, item_code, label),
              bi AS (SELECT branch_id, item_code, arg_max(label, (n, tie)) AS label FROM counts
                     GROUP BY branch_id, item_code),
              it AS (SELECT item_code, arg_max(label, (n, tie)) AS label FROM
                       (SELECT item_code, label, sum(n) AS n, any_value(tie) AS tie FROM counts
                        GROUP BY item_code, label)
                     GROUP BY item_code)
-        SELECT coalesce(bi.label, it.label) FROM _valid v
+        SELECT coalesce(bi.label, it.label) AS label FROM lines v
         LEFT JOIN bi USING (branch_id, item_code) LEFT JOIN it USING (item_code)
-        ORDER BY v.line_id""").fetchall()
-    cur.close()
-    order = np.argsort(data.valid["line_id"].to_numpy())
-    mode_pred = np.empty(len(order), np.int32)
-    mode_pred[order] = [CLASSES.index(m) if m else majority for (m,) in modes]
-    return {"majority": np.full(len(order), majority, np.int32), "branch_item_mode": mode_pred}
+        WHERE NOT v.before ORDER BY v.line_id""", params=[data.cutoff]).to_arrow_table()["label"]
+    mode_pred = pc.index_in(modes, value_set=pa.array(CLASSES)).fill_null(majority).to_numpy().astype(np.int32)
+    return {"majority": np.full(len(mode_pred), majority, np.int32), "branch_item_mode": mode_pred}

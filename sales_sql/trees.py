@@ -61,18 +61,69 @@ def _proba(X, nodes, leaf, roots, depth, group, base, out):
                 out[r, g] /= np.float32(total)
 
 
+# UBJSON's number markers (big-endian), and the length of one value of each
+_UBJ = {b"i": ">i1", b"U": ">u1", b"I": ">i2", b"l": ">i4", b"L": ">i8", b"d": ">f4", b"D": ">f8", b"C": "S1"}
+
+
+def ubjson(raw) -> dict:
+    """A UBJSON document (XGBoost's save_raw("ubj")) as Python values, each typed array as one numpy array: the
+    trees of a large model take their own size in memory, where json.loads of the same model takes ten times it."""
+    buf = bytes(raw)
+    pos = 0
+
+    def take(n):
+        nonlocal pos
+        pos += n
+        return buf[pos - n:pos]
+
+    def number(marker):
+        dtype = np.dtype(_UBJ[marker])
+        return np.frombuffer(take(dtype.itemsize), dtype)[0].item()
+
+    def text():
+        return take(number(take(1))).decode()
+
+    def value(marker):
+        if marker in _UBJ:
+            return number(marker)
+        if marker in (b"S", b"H"):
+            return text()
+        if marker in (b"T", b"F", b"Z"):
+            return {b"T": True, b"F": False, b"Z": None}[marker]
+        if marker not in (b"[", b"{"):
+            raise ValueError(f"UBJSON marker {marker!r} at byte {pos - 1}")
+        kind = take(2)[1:] if buf[pos:pos + 1] == b"$" else None  # an optimized container: one type, a count
+        count = number(take(2)[1:]) if buf[pos:pos + 1] == b"#" else None
+        if marker == b"[" and kind in _UBJ and count is not None:  # a typed array: one numpy array
+            dtype = np.dtype(_UBJ[kind])
+            return np.frombuffer(take(dtype.itemsize * count), dtype).astype(dtype.newbyteorder("="))
+        out = [] if marker == b"[" else {}
+        end = b"]" if marker == b"[" else b"}"
+        while len(out) != count if count is not None else buf[pos:pos + 1] != end:
+            if marker == b"[":
+                out.append(value(kind or take(1)))
+            else:
+                key = text()
+                out[key] = value(kind or take(1))
+        if count is None:
+            take(1)
+        return out
+
+    return value(take(1))
+
+
 class Trees:
     """A multi:softprob gbtree booster's trees, ready for _proba."""
 
     def __init__(self, booster):
         """ValueError when the model uses something _proba does not reproduce."""
-        model = json.loads(booster.save_raw("json"))["learner"]
+        model = ubjson(booster.save_raw("ubj"))["learner"]
         gbm = model["gradient_booster"]
         if model["objective"]["name"] != "multi:softprob" or gbm["name"] != "gbtree":
             raise ValueError(f"objective {model['objective']['name']}, booster {gbm['name']}")
         trees, base = gbm["model"]["trees"], model["learner_model_param"]["base_score"]
         classes = int(model["learner_model_param"]["num_class"])
-        base = json.loads(base) if base.startswith("[") else [float(base)] * classes
+        base = json.loads(base) if base.startswith("[") else [float(base)] * classes  # a string in the model
         sizes = [len(t["left_children"]) for t in trees]
         self.nodes = np.empty(sum(sizes), NODE)
         self.leaf = np.zeros(sum(sizes), np.float32)

@@ -4,6 +4,7 @@ makes predictions fall back with the cause in `source`, never fail."""
 import dataclasses
 import json
 import logging
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def trained_on(con, settings):
 def test_a_new_statistic_and_key_kind_are_one_entry_each(tmp_path, settings):
     # a new daily sum and two statistics over it (all days, and the last 7), for branch x item, item and a new
     # branch x customer kind
-    sums = FEATURES.sums + (("n_medium", "count(*) FILTER (WHERE q > $low_max AND q <= $medium_max)"),)
+    sums = FEATURES.sums + (("n_medium", "count(*) FILTER (WHERE q > $low_max AND q <= $medium_max)", 1),)
     new = (Statistic("share_medium", "n_medium", "n", label="share MEDIUM"),
            Statistic("share_medium_7d", "n_medium", "n", over="7d", label="share MEDIUM in 7 days"))
     kinds = tuple(dataclasses.replace(k, stats=k.stats + ("share_medium", "share_medium_7d"))
@@ -92,11 +93,10 @@ def test_a_definition_the_kernels_cannot_serve_falls_back_with_its_cause(tmp_pat
     db = make_db(tmp_path, custom, lines=6_000, days=60)
     con = sales_sql.connect(db, settings=custom)
     _, spec, X, booster = trained_on(con, custom)  # the view serves it: SQL computes any DuckDB function
-    from sales_sql.training import load_dataset
+    from sales_sql.training import batches
 
-    data = load_dataset(con, custom)  # and training reads its matrix from the view
-    np.testing.assert_array_equal(np.concatenate([data.X_train, data.X_valid])[np.argsort(
-        np.concatenate([data.train["line_id"], data.valid["line_id"]]))], X)
+    # and training reads its matrix from the view
+    np.testing.assert_array_equal(np.concatenate([X for _, X, _ in batches(con, custom, spec, "true")]), X)
     deploy(con, booster, spec, 1)
     with caplog.at_level(logging.WARNING, logger="sales_sql"):
         rows = con.sql(f"SELECT predict_sales({ARGS}) AS p FROM training_set").fetchall()
@@ -110,16 +110,22 @@ def test_training_reads_the_kernels_matrix_which_equals_the_views(tmp_path, sett
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from sales_sql.training import load_dataset
+    from sales_sql import training
 
     db = make_db(tmp_path, settings, lines=15_000, days=120)
     con = sales_sql.connect(db, settings=settings)
-    data = load_dataset(con, settings)
+    data = training.load_dataset(con, settings)
     view = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
     before = pc.less(view["sale_day"], pa.scalar(data.cutoff, pa.date32()))
-    for X, y, mask in ((data.X_train, data.y_train, before), (data.X_valid, data.y_valid, pc.invert(before))):
-        np.testing.assert_array_equal(X, to_matrix(view.filter(mask), data.spec))
-        np.testing.assert_array_equal(y, labels(view.filter(mask)))
+    with mock.patch.object(training, "BATCH_ROWS", 1_000):  # several batches a side
+        for where, y, mask in (("sale_day < ?", data.y_train, before), ("sale_day >= ?", data.y_valid,
+                                                                        pc.invert(before))):
+            got = list(training.batches(con, settings, data.spec, where, [data.cutoff]))
+            assert len(got) > 1
+            np.testing.assert_array_equal(np.concatenate([X for _, X, _ in got]), to_matrix(view.filter(mask),
+                                                                                             data.spec))
+            np.testing.assert_array_equal(y, labels(view.filter(mask)))
+    assert (data.dtrain.num_row(), data.dvalid.num_row()) == (len(data.y_train), len(data.y_valid))
     sales_sql.close(db)
 
 
@@ -129,6 +135,6 @@ def test_retrain_reads_a_file_whose_history_was_built_by_another_definition(tmp_
     custom = with_definition(settings, kinds=FEATURES.kinds[:2], price_ratios=FEATURES.price_ratios[:2])
     db = make_db(tmp_path, custom, lines=6_000, days=60)  # history and training_set of two key kinds only
     data, _ = prepare(str(db), settings)  # opens for writing: both are rebuilt for the shipped definition
-    assert data.spec == feature_spec(settings) and data.X_train.shape[1] == len(data.spec["features"])
+    assert data.spec == feature_spec(settings) and data.dtrain.num_col() == len(data.spec["features"])
     with sales_sql.db.opened(db, read_only=True, settings=settings) as con:
         assert con.execute("SELECT count(DISTINCT kind) FROM history").fetchone()[0] == len(FEATURES.kinds)

@@ -24,10 +24,10 @@ def monitored(tmp_path_factory):
     con = sales_sql.connect(db, settings=settings)
     data = load_dataset(con, settings, "2024-04-15")
     booster = xgb.train(xgb_params(settings) | {"max_depth": 4},
-                        xgb.DMatrix(data.X_train, data.y_train, feature_names=data.spec["features"]), 20)
+                        data.dtrain, 20)
     deploy(con, booster, data.spec, 1)
     con.execute("UPDATE deployed_models SET metrics = ?", [json.dumps({"accuracy": 0.6, "macro_f1": 0.55})])
-    store_baseline(con, settings, 1, baseline_table(data, booster, settings.seed))
+    store_baseline(con, settings, 1, baseline_table(data, booster))
     sales_sql.close(db)
     return db
 
