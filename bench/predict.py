@@ -32,6 +32,7 @@ from uci import CUTOFF, fresh_mlflow_store, uci_database
 
 import sales_sql
 from sales_sql.config import load_settings
+from sales_sql.duck import active_deployment
 from sales_sql.lookups import Batch
 from sales_sql.scoring import score_into
 from sales_sql.trees import Trees
@@ -72,21 +73,23 @@ def main():
     con.sql("SELECT predict_sales_class(" + ARGS + ") FROM invoices LIMIT 5000").fetchall()  # load model, compile
 
     # 1. SQL vs one inplace_predict over the prebuilt matrix, same model, same lines
-    from sales_sql.serving import Predictor
+    from sales_sql.serving import Predictor, booster_of
 
     predictor = Predictor(con, settings)
     dep = predictor.deployment()
+    # XGBoost's booster of the model (None in the deployment once its compiled trees were checked in this file)
+    booster = dep.booster or booster_of(active_deployment(con, settings.model_name, "booster")[0])
     raw = con.sql("SELECT sale_time, branch_id, item_code, unit_price, customer_id FROM invoices"
                   ).to_arrow_table()
     X = Batch(dep.index, *raw.columns).matrix(dep.spec)
     X = np.ascontiguousarray(X)
-    dep.booster.inplace_predict(X[:1000])
+    booster.inplace_predict(X[:1000])
     query = (f"SELECT label, count(*) FROM (SELECT predict_sales_class({ARGS}) AS label FROM invoices) "
              "GROUP BY ALL ORDER BY 1")
-    trees = dep.trees or Trees(dep.booster)  # what the UDF predicts with (built here if they failed the load check)
+    trees = dep.trees or Trees(booster)  # what the UDF predicts with (built here if they failed the load check)
     direct, compiled, sql, bulk = [], [], [], []
     for _ in range(5):  # interleaved: this machine's speed drifts between runs
-        t, proba = timed(lambda: dep.booster.inplace_predict(X))
+        t, proba = timed(lambda: booster.inplace_predict(X))
         direct.append(t)
         t, mine = timed(lambda: trees.proba(X, os.cpu_count()))
         compiled.append(t)
@@ -96,7 +99,7 @@ def main():
     t_direct, t_compiled = min(direct), min(compiled)
     direct_counts = dict(zip(*np.unique(np.array(["LOW", "MEDIUM", "HIGH"])[proba.argmax(1)], return_counts=True)))
     agree = {k: int(v) for k, v in counts} == {k: int(v) for k, v in direct_counts.items()}
-    print(f"model v{dep.version}: {dep.booster.num_boosted_rounds()} rounds; {n:,} invoice lines; "
+    print(f"model v{dep.version}: {booster.num_boosted_rounds()} rounds; {n:,} invoice lines; "
           f"SQL and direct predictions agree: {agree}; the UDF predicts with "
           f"{'the compiled trees' if dep.trees else 'XGBoost (the trees did not compile)'}")
     print(f"  direct inplace_predict  {t_direct:7.2f} s")
@@ -140,7 +143,6 @@ def main():
     t_sql_m, _ = timed(lambda: con.sql(f"SELECT count(predict_sales_class({ARGS})) FROM _sample").fetchall())
     df = con.sql(f"SELECT {ARGS} FROM _sample ORDER BY line_id").df()
     names = dep.spec["features"]
-    booster = dep.booster
 
     def per_row():
         for i, _row in enumerate(df.itertuples(index=False)):

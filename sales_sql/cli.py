@@ -165,7 +165,7 @@ def query(database, sql, max_rows):
 @click.option("--replace", is_flag=True, help="Overwrite the table if it exists.")
 @click.option("--batch-rows", default=100_000, show_default=True,
               help="Lines per prediction batch (each line of a batch holds about 0.8 KB while it is scored).")
-@click.option("--memory-limit", default="256MB", show_default=True,
+@click.option("--memory-limit", default="128MB", show_default=True,
               help="DuckDB's memory limit for the command (its buffers for reading invoices and writing the "
                    "table; beyond it DuckDB writes to its temporary folder).")
 @config_option

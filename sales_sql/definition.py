@@ -176,9 +176,10 @@ def _over(s: Statistic) -> str:
     return "" if s.over == "running" else "on_day_" if s.over == "day" else f"in_{int(s.over[:-1])}d_"
 
 
-def _history_parts(definition: Definition) -> tuple[str, str, str, str]:
+def _history_parts(definition: Definition, running_sum: str = "sum({name}) OVER w") -> tuple[str, str, str, str]:
     """The pieces both history scripts share: the keyed lines (a WHERE to complete), the daily sums, the running
-    and windowed sums over a daily table (a FROM to complete), and the statistics."""
+    and windowed sums over a daily table (a FROM to complete; `running_sum`: the SQL of a sum through the day),
+    and the statistics."""
     for s in definition.statistics:
         if not (s.over in ("running", "day") or (s.over[:-1].isdigit() and s.over.endswith("d"))):
             raise ValueError(f"statistic {s.name}: over = {s.over!r}; write 'running', 'day' or a number of days "
@@ -195,7 +196,7 @@ def _history_parts(definition: Definition) -> tuple[str, str, str, str]:
         for k in definition.kinds)
     daily = ",\n".join(f"       {sql if sql.startswith('count(') else 'coalesce(' + sql + ', 0)':80} AS {name}"
                        for name, sql, _ in definition.sums)  # never NULL: a load adds them up
-    running = ",\n".join([f"           sum({name}) OVER w AS {name}" for name, _, _ in definition.sums] +
+    running = ",\n".join([f"           {running_sum.format(name=name)} AS {name}" for name, _, _ in definition.sums] +
                          [f"           {sql} AS {prefix}{name}" for (prefix, name), sql in extra.items()])
     window = ",\n         ".join(
         ["w AS (PARTITION BY kind, key ORDER BY sale_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"] +
@@ -243,14 +244,20 @@ ORDER BY kind, key, sale_day;
 
 def render_history_update(definition: Definition) -> str:
     """sql/history_update.sql: history and history_daily brought up to date with the lines after line $after."""
-    keyed, daily, running, stats = _history_parts(definition)
+    windows = [int(s.over[:-1]) for s in definition.statistics if s.over.endswith("d") and s.over != "day"]
+    keyed, daily, running, stats = _history_parts(
+        definition, "coalesce(b.before_{name}, 0) + sum(CASE WHEN sale_day >= from_day THEN d.{name} END) OVER w")
     sums = [name for name, _, _ in definition.sums]
     merged = ",\n".join(f"       coalesce(d.{x}, 0) + a.{x} AS {x}" for x in sums)
+    before = ",\n".join(f"           sum(d.{x}) AS before_{x}" for x in sums)
+    recent = ("_history_touched d LEFT JOIN before b USING (kind, key)\n"
+              f"    WHERE d.sale_day >= d.from_day - INTERVAL {max(windows, default=1) - 1} DAYS")
     return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
 -- After a load: the lines with line_id > $after added to history_daily and history, touching only their keys.
--- A key's rows from its first new day on are recomputed from its daily sums (a back-dated line changes every
--- later running and windowed statistic of its keys); the result equals a rebuild by sql/history.sql exactly
--- (the sums are integers), which tests check after loads in any order.
+-- A key's rows from its first new day on are recomputed (a back-dated line changes every later running and
+-- windowed statistic of its keys): the running sums from the sums of its days before (one aggregate) plus its
+-- days since, the windows from the days they reach back to. The result equals a rebuild by sql/history.sql
+-- exactly (the sums are integers), which tests check after loads in any order.
 CREATE OR REPLACE TEMP TABLE _history_added AS
 WITH keyed AS (
 {keyed.format(where="line_id > $after AND ")}
@@ -274,14 +281,24 @@ SELECT kind, key, min(sale_day) AS from_day FROM _history_added GROUP BY ALL;
 
 DELETE FROM history h USING _history_keys t
 WHERE h.kind = t.kind AND h.key = t.key AND h.sale_day >= t.from_day;
+CREATE OR REPLACE TEMP TABLE _history_touched AS  -- one scan of history_daily
+SELECT d.*, t.from_day FROM history_daily d JOIN _history_keys t USING (kind, key);
 INSERT INTO history
-WITH running AS (
-{running.format(daily="(SELECT d.* FROM history_daily d SEMI JOIN _history_keys t USING (kind, key))")}
+WITH before AS (
+    SELECT kind, key,
+{before}
+    FROM _history_touched d
+    WHERE d.sale_day < d.from_day
+    GROUP BY ALL
+), running AS (
+{running.format(daily=recent)}
 )
-SELECT r.kind, r.key, r.sale_day,
+SELECT kind, key, sale_day,
 {stats}
-FROM running r JOIN _history_keys t ON r.kind = t.kind AND r.key = t.key AND r.sale_day >= t.from_day;
+FROM running JOIN _history_keys t USING (kind, key)
+WHERE sale_day >= t.from_day;
 
+DROP TABLE _history_touched;
 DROP TABLE _history_added;
 DROP TABLE _history_days;
 DROP TABLE _history_keys;

@@ -13,6 +13,15 @@ from .config import Settings, shipped
 from .definition import FIRST_TIME, LAST_TIME, RENDERED
 
 
+generation = 0  # bumped whenever a database may have new invoices or a new deployed model (serving.py reloads)
+
+
+def invalidate() -> None:
+    """Make every predictor in this process reload its model and history before its next batch."""
+    global generation
+    generation += 1
+
+
 def sql_text(name: str, settings: Settings, **values) -> str:
     """The text of sql/NAME.sql (history and training_set: rendered from the settings' feature definition, which
     the committed files equal) with $low_max / $medium_max / $buckets filled in from the settings (and any other

@@ -16,8 +16,7 @@ import duckdb
 from .config import Settings, load_settings
 from .db import update_history
 from .definition import FIRST_TIME, LAST_TIME
-from .duck import first_row, quote_ident, quote_literal, transaction
-from .serving import invalidate
+from .duck import first_row, quote_ident, quote_literal, transaction, invalidate
 
 TARGETS = ("sale_time", "branch_id", "invoice_number", "item_code", "quantity_sold", "unit_price", "customer_id")
 REQUIRED = TARGETS[:5]
@@ -234,8 +233,8 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                 )
                 SELECT sale_time, branch_id, invoice_number, item_code, quantity_sold, unit_price, customer_id,
                        line_key, {quote_literal(str(path))}, line
-                FROM keyed
-                WHERE line_key NOT IN (SELECT line_key FROM invoices)
+                FROM keyed  -- NOT EXISTS: DuckDB hashes the file's keys and probes invoices (NOT IN hashed every line)
+                WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.line_key = keyed.line_key)
                 QUALIFY row_number() OVER (PARTITION BY line_key ORDER BY line) = 1
                 ORDER BY line""")
             report.loaded, report.returns = first_row(

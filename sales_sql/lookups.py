@@ -308,6 +308,16 @@ class HistoryIndex:
 INDEX_FORMAT = 1  # of the files: a change makes every process build them again
 
 
+def index_folder(con):
+    """FILE.index beside con's database file (not made here), or None for an in-memory database or a folder that
+    cannot be written."""
+    import os
+    from pathlib import Path
+
+    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]
+    return Path(f"{path}.index") if path and os.access(Path(path).parent, os.W_OK) else None
+
+
 def _mapped(layout: Layout, con) -> dict[str, np.ndarray]:
     """The index arrays of the history in con's database: mapped from their files, built into them first when
     this version of history has none, or built in memory when there is no file or folder to write."""
@@ -318,9 +328,8 @@ def _mapped(layout: Layout, con) -> dict[str, np.ndarray]:
     import tempfile
     from pathlib import Path
 
-    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
     meta = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
-    folder = Path(f"{path}.index") if path and meta and os.access(Path(path).parent, os.W_OK) else None
+    folder = index_folder(con) if meta else None
     if folder is None:
         return _build(layout, con, None)
     digest = hashlib.sha256(json.dumps([INDEX_FORMAT, str(layout.row.descr), layout.definition.as_dict(),
@@ -342,7 +351,7 @@ def _mapped(layout: Layout, con) -> dict[str, np.ndarray]:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
         for old in folder.iterdir():  # earlier versions (processes that map them keep their pages)
-            if old != done and not old.name.startswith(".building-"):
+            if old != done and not old.name.startswith((".building-", "compiled-")):  # compiled: serving.py's
                 shutil.rmtree(old, ignore_errors=True)
     return {f.stem: np.load(f, mmap_mode="r") for f in done.glob("*.npy")}
 

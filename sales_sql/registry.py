@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from . import db, duck
 from .config import Settings
 from .monitor import baseline_table, store_baseline
-from .serving import invalidate
+from .serving import load_deployment
 from .training import CLASSES, TrainingError, evaluate, prepare, run_key, train, xgb_params
 
 ALIAS = "production"
@@ -278,7 +278,8 @@ def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_d
                 _write_deployment(con, settings, version, raw, spec, metrics, status_of_replaced)
                 if baseline is not None:
                     store_baseline(con, settings, int(version.version), baseline)
-            invalidate()  # the next prediction in this process uses the new version
+            duck.invalidate()  # the next prediction in this process uses the new version
+            load_deployment(con, settings)  # checks the compiled trees and builds the history index once, here
         except BaseException:
             _set_alias(client, settings.model_name, previous)
             raise

@@ -2,17 +2,21 @@
 documented fallback, with its cause), features from lookups.py, the compiled trees (trees.py) or XGBoost's predictor,
 and explanations.
 
-Nothing here imports MLflow; XGBoost (2 s with the scikit-learn it imports) is imported when predictions first run.
+Nothing here imports MLflow. XGBoost (2 s and 0.1 GB with the scikit-learn it imports, and its booster as much again)
+is imported only to check a model's compiled trees once per file (_checked), to explain, or to answer where the trees
+do not compile.
 The model and the history index are loaded on a connection's first prediction, once per process and database, and
 again after a load, promote, rollback or register in this process (invalidate()).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -20,8 +24,10 @@ import numpy as np
 import pyarrow as pa
 
 from .config import Settings
+from . import definition
 from .definition import CLASSES, FEATURES, Definition, readable
-from .duck import active_deployment
+from . import duck
+from .duck import active_deployment, invalidate  # noqa: F401  (invalidate: also sales_sql.serving's)
 from .lookups import SPLIT_ROWS, Batch, HistoryIndex, Layout, Plan
 from .structs import EXPLANATION, PROBA
 from .trees import Trees
@@ -40,15 +46,6 @@ EXPLAIN_TOP = 5
 _CLASS_NAMES = pa.array(CLASSES)
 _SOURCE_NAMES = pa.array(SOURCES)
 
-_generation = 0  # bumped whenever a database may have new invoices or a new deployed model
-
-
-def invalidate() -> None:
-    """Make every predictor in this process reload its model and history before its next batch."""
-    global _generation
-    _generation += 1
-
-
 @dataclass
 class Deployment:
     source: str                         # MODEL or a fallback cause
@@ -56,7 +53,7 @@ class Deployment:
     index: HistoryIndex
     generation: int
     reason: str = ""                    # why the fallback answers (empty for MODEL)
-    booster: xgb.Booster | None = None  # all cores
+    booster: xgb.Booster | None = None  # all cores (None when the checked trees answer: explain loads it)
     single: xgb.Booster | None = None   # the model on one thread, for calls side by side (without trees only)
     trees: Trees | None = None          # the same model compiled (trees.py); None: XGBoost's predictor answers
     spec: dict | None = None
@@ -74,55 +71,110 @@ def _history(con, definition: Definition) -> tuple[HistoryIndex, str]:
         return HistoryIndex(Layout.of(FEATURES)), f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
 
 
+def _checked(con, digest: str) -> Path | None:
+    """The folder beside the database that holds the compiled Trees of the booster whose bytes have this md5, once
+    they gave XGBoost's own answers (with this trees.py and this XGBoost): with it, later processes serve the model
+    from those files, memory-mapped, without reading the booster or importing XGBoost (together 0.4 GB for a large
+    model). None for an in-memory database."""
+    from importlib.util import find_spec
+
+    from . import trees
+    from .lookups import index_folder
+
+    folder = index_folder(con)
+    if folder is None:
+        return None
+    key = hashlib.sha256(digest.encode())  # XGBoost's version from its package (xgboost or xgboost-cpu), unimported
+    for part in (Path(trees.__file__).read_bytes(), (Path(find_spec("xgboost").origin).parent / "VERSION").read_bytes()):
+        key.update(hashlib.sha256(part).digest())
+    return folder / f"compiled-{key.hexdigest()[:20]}"
+
+
+def _keep(trees: Trees, checked: Path) -> None:
+    """Trees into their folder (whole or not at all; the compiled trees of earlier models are removed)."""
+    import shutil
+    import tempfile
+
+    try:
+        checked.parent.mkdir(exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=checked.parent))
+        try:
+            tmp.chmod(0o755)
+            trees.save(tmp)
+            os.rename(tmp, checked)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        return  # the next process checks again
+    for old in checked.parent.glob("compiled-*"):
+        if old != checked:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def booster_of(raw) -> xgb.Booster:
+    """An XGBoost booster from deployed_models' bytes, on every core."""
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(bytearray(raw))
+    booster.set_param({"nthread": os.cpu_count() or 1})
+    return booster
+
+
 def load_deployment(con, settings: Settings) -> Deployment:
     """The active deployed model of this database, or the fallback with its cause. Nothing about the model or the
     features fails here: any error becomes a fallback whose reason says what happened."""
-    import xgboost as xgb
-
-    from .training import feature_spec
-
     try:
         index, unservable = _history(con, settings.definition)
-        row = active_deployment(con, settings.model_name, "version, booster, feature_spec", arrow=True)
+        row = active_deployment(con, settings.model_name, "version, md5(booster) AS digest, feature_spec", arrow=True)
     except duckdb.CatalogException:
-        return Deployment(NO_MODEL, None, HistoryIndex(Layout.of(FEATURES)), _generation,
+        return Deployment(NO_MODEL, None, HistoryIndex(Layout.of(FEATURES)), duck.generation,
                           "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
     version = row["version"][0].as_py() if row is not None else None
     if unservable:
-        return Deployment(UNSERVABLE, version, index, _generation,
+        return Deployment(UNSERVABLE, version, index, duck.generation,
                           f"the prediction kernels cannot serve the feature definition ({unservable}); the fallback "
                           "answers without history")
     if row is None:
-        return Deployment(NO_MODEL, None, index, _generation,
+        return Deployment(NO_MODEL, None, index, duck.generation,
                           f"no model {settings.model_name!r} is deployed in this database; run `sales-sql promote`")
+    checked = _checked(con, row["digest"][0].as_py())
+    trees = booster = None
     try:
         spec = json.loads(row["feature_spec"][0].as_py())
-        booster = xgb.Booster()
-        booster.load_model(bytearray(row["booster"][0].as_buffer()))
-        if booster.num_features() != len(spec["features"]):
-            raise ValueError(f"the booster has {booster.num_features()} features, its spec {len(spec['features'])}")
-        booster.set_param({"nthread": os.cpu_count() or 1})
-    except (ValueError, KeyError, TypeError, xgb.core.XGBoostError) as e:
-        return Deployment(UNREADABLE, version, index, _generation,
+        if checked is not None and checked.is_dir():
+            trees = Trees.load(checked)
+            features = trees.features
+        else:
+            booster = booster_of(active_deployment(con, settings.model_name, "booster", arrow=True)["booster"][0]
+                                 .as_buffer())
+            features = booster.num_features()
+        if features != len(spec["features"]):
+            raise ValueError(f"the booster has {features} features, its spec {len(spec['features'])}")
+    except (ValueError, KeyError, TypeError) as e:  # XGBoostError is a ValueError
+        return Deployment(UNREADABLE, version, index, duck.generation,
                           f"the deployed model v{version} cannot be read ({str(e).splitlines()[0][:200]}); "
                           "promote a version again with `sales-sql promote`")
-    current = feature_spec(settings)
+    current = definition.spec(settings.definition, settings.low_max, settings.medium_max, settings.buckets)
     if spec != current:
         differ = sorted(k for k in current if spec.get(k) != current[k])
-        return Deployment(MISMATCH, version, index, _generation,
+        return Deployment(MISMATCH, version, index, duck.generation,
                           f"the deployed model v{version} was trained with a different feature spec ({', '.join(differ)} "
                           "differ from the current settings and feature definition); retrain and promote a new version")
     try:
         plan = index.layout.plan(spec)
     except Exception as e:  # noqa: BLE001  never a failed query: the fallback answers, saying why
-        return Deployment(UNSERVABLE, version, index, _generation,
+        return Deployment(UNSERVABLE, version, index, duck.generation,
                           f"the prediction kernels cannot serve the features of v{version}: {e}")
-    trees = Trees.of(booster)
-    single = None  # without the compiled trees, a copy of the model on one thread (a second copy in memory)
+    single = None
     if trees is None:
-        single = booster.copy()
-        single.set_param({"nthread": 1})
-    return Deployment(MODEL, version, index, _generation, booster=booster, single=single, trees=trees, spec=spec,
+        trees = Trees.of(booster)
+        if trees is not None and checked is not None:
+            _keep(trees, checked)
+        elif trees is None:  # without the compiled trees, a copy of the model on one thread (a second copy in memory)
+            single = booster.copy()
+            single.set_param({"nthread": 1})
+    return Deployment(MODEL, version, index, duck.generation, booster=booster, single=single, trees=trees, spec=spec,
                       plan=plan)
 
 
@@ -138,10 +190,10 @@ class Predictor:
 
     def deployment(self) -> Deployment:
         dep = self._deployment
-        if dep is not None and dep.generation == _generation:
+        if dep is not None and dep.generation == duck.generation:
             return dep
         with self._lock:
-            if self._deployment is None or self._deployment.generation != _generation:
+            if self._deployment is None or self._deployment.generation != duck.generation:
                 cur = self.con.cursor()
                 try:
                     self._deployment = load_deployment(cur, self.settings)
@@ -161,7 +213,7 @@ class Predictor:
             self._active += 1
         try:
             batch = Batch(dep.index, day, branch, item, price, customer)
-            if dep.booster is not None:
+            if dep.source == MODEL:
                 X = batch.matrix(dep.plan)
                 if dep.trees is not None:  # DuckDB's calls run side by side; a bulk batch splits over the cores
                     proba = dep.trees.proba(X, (os.cpu_count() or 1) if batch.n >= SPLIT_ROWS else 1)
@@ -176,7 +228,7 @@ class Predictor:
         label = proba.argmax(axis=1)  # ties go to the lower class
         label[~batch.ok_day] = -1
         sources = np.where(batch.ok_day, source, SOURCES.index(INVALID_DATE)).astype(np.int8)
-        return label, proba, sources, dep.version if dep.booster is not None else None, batch
+        return label, proba, sources, dep.version if dep.source == MODEL else None, batch
 
     def class_arrow(self, day, branch, item, price, customer) -> pa.DictionaryArray:
         label = self.predict(day, branch, item, price, customer)[0].astype(np.int8)
@@ -197,7 +249,13 @@ class Predictor:
         dep = self.deployment()
         batch = Batch(dep.index, day, branch, item, price, customer)
         out = [None if not ok else [] for ok in batch.ok_day]
-        if dep.booster is not None and batch.ok_day.any():
+        if dep.source == MODEL and batch.ok_day.any():
+            if dep.booster is None:  # the checked trees answer predictions; contributions need XGBoost
+                cur = self.con.cursor()
+                try:
+                    dep.booster = booster_of(active_deployment(cur, self.settings.model_name, "booster")[0])
+                finally:
+                    cur.close()
             X = batch.matrix(dep.plan)
             names = dep.spec["features"]
             # a DMatrix refuses inf (inplace_predict takes it); the largest float splits every tree the same way

@@ -77,16 +77,17 @@ LINES = ("SELECT line_id, sale_time, sale_day, branch_id, item_code, customer_id
          "{label} AS label FROM usable_lines")
 
 
-def batches(con, settings: Settings, spec: dict, where: str, params: list | None = None):
+def batches(con, settings: Settings, spec: dict, where: str, params: list | None = None, index=None):
     """The usable lines matching `where` (SQL over their columns) in line order, in batches of BATCH_ROWS, each as
     (lines, features, labels). The features are built by the prediction kernels from the history table (the
     training view's values bit for bit, by test, in a quarter of the time), or read from training_set when the
-    kernels cannot serve the definition. Lines with infinite features stop it with a TrainingError."""
+    kernels cannot serve the definition. Lines with infinite features stop it with a TrainingError. `index`: the
+    HistoryIndex of con's history, when the caller has it."""
     from .duck import batches_of
     from .lookups import Batch, HistoryIndex, LayoutError
 
     try:
-        index = HistoryIndex.of(settings.definition, con)
+        index = index or HistoryIndex.of(settings.definition, con)
         plan = index.layout.plan(spec)
         sql = LINES.format(label=definition.label_sql("quantity_sold", settings.low_max, settings.medium_max))
     except LayoutError:  # the view computes what the kernels cannot
@@ -178,8 +179,14 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
     keep = np.sort(np.random.default_rng(settings.seed).choice(n, BASELINE_ROWS, replace=False)) \
         if n > BASELINE_ROWS else np.arange(n)
     weights = class_weights([by_class.get(c, 0) for c in CLASSES], settings.class_weight)
-    train = _Side(lambda: batches(con, settings, spec, "sale_day < ?", [day]), spec["features"], weights, keep)
-    valid = _Side(lambda: batches(con, settings, spec, "sale_day >= ?", [day]), spec["features"])
+    from .lookups import HistoryIndex, LayoutError
+
+    try:  # one index for the four passes (two per side)
+        index = HistoryIndex.of(settings.definition, con)
+    except LayoutError:
+        index = None
+    train = _Side(lambda: batches(con, settings, spec, "sale_day < ?", [day], index), spec["features"], weights, keep)
+    valid = _Side(lambda: batches(con, settings, spec, "sale_day >= ?", [day], index), spec["features"])
     threads = os.cpu_count() or 1
     dtrain = xgb.QuantileDMatrix(train, max_bin=settings.max_bin, nthread=threads)
     dvalid = xgb.QuantileDMatrix(valid, ref=dtrain, max_bin=settings.max_bin, nthread=threads)

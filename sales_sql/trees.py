@@ -65,25 +65,33 @@ def _proba(X, nodes, leaf, roots, depth, group, base, out):
 _UBJ = {b"i": ">i1", b"U": ">u1", b"I": ">i2", b"l": ">i4", b"L": ">i8", b"d": ">f4", b"D": ">f8", b"C": "S1"}
 
 
-def ubjson(raw) -> dict:
-    """A UBJSON document (XGBoost's save_raw("ubj")) as Python values, each typed array as one numpy array: the
-    trees of a large model take their own size in memory, where json.loads of the same model takes ten times it."""
-    buf = bytes(raw)
-    pos = 0
+# per-node arrays of XGBoost's model that the kernel does not read: skipped, not copied
+_UNREAD = frozenset({"loss_changes", "sum_hessian", "base_weights", "parents", "categories", "categories_nodes",
+                     "categories_segments", "categories_sizes"})
 
-    def take(n):
+
+def ubjson(raw) -> dict:
+    """A UBJSON document (XGBoost's save_raw("ubj")) as Python values, each typed array as one numpy array (the
+    per-node arrays the kernel does not read as None): the trees of a large model take their own size in memory,
+    where json.loads of the same model takes ten times it."""
+    buf = memoryview(raw).cast("B")
+    pos = 0
+    skip = False
+
+    def take(n):  # markers as bytes, payloads as views
         nonlocal pos
         pos += n
-        return buf[pos - n:pos]
+        return bytes(buf[pos - n:pos]) if n <= 2 else buf[pos - n:pos]
 
     def number(marker):
         dtype = np.dtype(_UBJ[marker])
         return np.frombuffer(take(dtype.itemsize), dtype)[0].item()
 
     def text():
-        return take(number(take(1))).decode()
+        return bytes(take(number(take(1)))).decode()
 
     def value(marker):
+        nonlocal skip
         if marker in _UBJ:
             return number(marker)
         if marker in (b"S", b"H"):
@@ -96,7 +104,8 @@ def ubjson(raw) -> dict:
         count = number(take(2)[1:]) if buf[pos:pos + 1] == b"#" else None
         if marker == b"[" and kind in _UBJ and count is not None:  # a typed array: one numpy array
             dtype = np.dtype(_UBJ[kind])
-            return np.frombuffer(take(dtype.itemsize * count), dtype).astype(dtype.newbyteorder("="))
+            data = take(dtype.itemsize * count)
+            return None if skip else np.frombuffer(data, dtype).astype(dtype.newbyteorder("="))
         out = [] if marker == b"[" else {}
         end = b"]" if marker == b"[" else b"}"
         while len(out) != count if count is not None else buf[pos:pos + 1] != end:
@@ -104,7 +113,9 @@ def ubjson(raw) -> dict:
                 out.append(value(kind or take(1)))
             else:
                 key = text()
+                skip = key in _UNREAD
                 out[key] = value(kind or take(1))
+                skip = False
         if count is None:
             take(1)
         return out
@@ -116,8 +127,10 @@ class Trees:
     """A multi:softprob gbtree booster's trees, ready for _proba."""
 
     def __init__(self, booster):
-        """ValueError when the model uses something _proba does not reproduce."""
-        model = ubjson(booster.save_raw("ubj"))["learner"]
+        """From an xgboost.Booster or its UBJSON bytes (what deployed_models holds: then XGBoost is not imported);
+        ValueError when the model uses something _proba does not reproduce."""
+        model = ubjson(booster.save_raw("ubj") if hasattr(booster, "save_raw") else booster)["learner"]
+        self.features = int(model["learner_model_param"]["num_feature"])
         gbm = model["gradient_booster"]
         if model["objective"]["name"] != "multi:softprob" or gbm["name"] != "gbtree":
             raise ValueError(f"objective {model['objective']['name']}, booster {gbm['name']}")
@@ -149,12 +162,29 @@ class Trees:
                 level[left[i]] = level[right[i]] = level[i] + 1
             self.depth[t] = level.max()
 
+    ARRAYS = ("nodes", "leaf", "roots", "depth", "group", "base")
+
+    def save(self, folder) -> None:
+        """The arrays as .npy files in `folder` (for load)."""
+        for name in self.ARRAYS:
+            np.save(folder / f"{name}.npy", getattr(self, name))
+        np.save(folder / "features.npy", np.int64(self.features))
+
+    @classmethod
+    def load(cls, folder) -> Trees:
+        """Trees saved in `folder`, memory-mapped (the pages are shared by every process that predicts)."""
+        trees = cls.__new__(cls)
+        for name in cls.ARRAYS:
+            setattr(trees, name, np.load(folder / f"{name}.npy", mmap_mode="r"))
+        trees.features = int(np.load(folder / "features.npy"))
+        return trees
+
     @classmethod
     def of(cls, booster) -> Trees | None:
         """The booster's Trees if they give its inplace_predict's answers bit for bit on probe rows, else None."""
         try:
             trees = cls(booster)
-            probe = trees.probe_rows(booster.num_features())
+            probe = trees.probe_rows(trees.features)
             same = np.array_equal(trees.proba(probe), booster.inplace_predict(probe))
         except Exception as e:  # a model the kernel does not reproduce, or numba failing here: never a failed query
             log.warning("sales_sql predicts with XGBoost's own predictor: %s", e)

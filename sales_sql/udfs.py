@@ -1,21 +1,27 @@
-"""The DuckDB layer only: registering the engine-agnostic functions as vectorized UDFs."""
+"""The DuckDB layer only: registering the engine-agnostic functions as vectorized UDFs.
+
+The modules behind them (numba's kernels: 0.5 s and 120 MB to import) are imported on a function's first call, so
+connecting, loading and plain queries do without them."""
 from __future__ import annotations
+
+import threading
 
 import duckdb
 import pyarrow as pa
 
 from .config import Settings
-from .drift import chi2_drift, ks_drift
-from .features import hash_features_arrow
-from .serving import Predictor, invalidate
+from .duck import invalidate
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, Struct
 
 
-def _per_row(test, struct: Struct):
-    """An arrow UDF over two list columns: `test` on each row's pair of lists (a NULL list counts as empty)."""
+def _per_row(name: str, struct: Struct):
+    """An arrow UDF over two list columns: drift.`name` on each row's pair of lists (a NULL list counts as empty)."""
     fields, arrow_type = struct.names, struct.arrow
 
     def udf(current, baseline):
+        from . import drift
+
+        test = getattr(drift, name)
         current = current.combine_chunks() if isinstance(current, pa.ChunkedArray) else current
         baseline = baseline.combine_chunks() if isinstance(baseline, pa.ChunkedArray) else baseline
         rows = [test(_values(current, i), _values(baseline, i)) for i in range(len(current))]
@@ -42,15 +48,17 @@ def register_udfs(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     buckets = settings.buckets
 
     def hash_features(branch_id, item_code):
+        from .features import hash_features_arrow
+
         return hash_features_arrow(branch_id, item_code, buckets)
 
     _replace_function(
         con, "hash_features", hash_features, ["VARCHAR", "VARCHAR"], f"FLOAT[{buckets}]",
         type="arrow", null_handling="special",
     )
-    _replace_function(con, "ks_drift", _per_row(ks_drift, KS), ["DOUBLE[]", "DOUBLE[]"], KS.duckdb,
+    _replace_function(con, "ks_drift", _per_row("ks_drift", KS), ["DOUBLE[]", "DOUBLE[]"], KS.duckdb,
                       type="arrow", null_handling="special")
-    _replace_function(con, "chi2_drift", _per_row(chi2_drift, CHI2), ["VARCHAR[]", "VARCHAR[]"], CHI2.duckdb,
+    _replace_function(con, "chi2_drift", _per_row("chi2_drift", CHI2), ["VARCHAR[]", "VARCHAR[]"], CHI2.duckdb,
                       type="arrow", null_handling="special")
     register_prediction(con, settings)
 
@@ -59,11 +67,24 @@ def register_prediction(con: duckdb.DuckDBPyConnection, settings: Settings) -> N
     """_sales_predict / _sales_class / _sales_explain (the macros in sql/predict.sql wrap them), answered by a fresh
     Predictor that loads the deployed model on first use; other predictors of this process reload too."""
     invalidate()
-    predictor = Predictor(con, settings)
+    made, lock = [], threading.Lock()
+
+    def predictor():
+        if not made:
+            with lock:
+                if not made:
+                    from .serving import Predictor
+
+                    made.append(Predictor(con, settings))
+        return made[0]
+
+    def calling(method):
+        def udf(day, branch, item, price, customer):  # DuckDB counts the parameters
+            return getattr(predictor(), method)(day, branch, item, price, customer)
+        return udf
+
     args = ["TIMESTAMP", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"]
-    _replace_function(con, "_sales_predict", predictor.predict_arrow, args, PREDICTION.duckdb, type="arrow",
-                      null_handling="special")
-    _replace_function(con, "_sales_class", predictor.class_arrow, args, "VARCHAR", type="arrow",
-                      null_handling="special")
-    _replace_function(con, "_sales_explain", predictor.explain_arrow, args, EXPLANATION.duckdb, type="arrow",
-                      null_handling="special")
+    for name, method, returns in (("_sales_predict", "predict_arrow", PREDICTION.duckdb),
+                                  ("_sales_class", "class_arrow", "VARCHAR"),
+                                  ("_sales_explain", "explain_arrow", EXPLANATION.duckdb)):
+        _replace_function(con, name, calling(method), args, returns, type="arrow", null_handling="special")

@@ -1,8 +1,9 @@
 -- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
 -- After a load: the lines with line_id > $after added to history_daily and history, touching only their keys.
--- A key's rows from its first new day on are recomputed from its daily sums (a back-dated line changes every
--- later running and windowed statistic of its keys); the result equals a rebuild by sql/history.sql exactly
--- (the sums are integers), which tests check after loads in any order.
+-- A key's rows from its first new day on are recomputed (a back-dated line changes every later running and
+-- windowed statistic of its keys): the running sums from the sums of its days before (one aggregate) plus its
+-- days since, the windows from the days they reach back to. The result equals a rebuild by sql/history.sql
+-- exactly (the sums are integers), which tests check after loads in any order.
 CREATE OR REPLACE TEMP TABLE _history_added AS
 WITH keyed AS (
     SELECT 'branch_item' AS kind, branch_id || chr(31) || item_code AS key, sale_day, quantity_sold AS q, unit_price AS p
@@ -49,24 +50,38 @@ SELECT kind, key, min(sale_day) AS from_day FROM _history_added GROUP BY ALL;
 
 DELETE FROM history h USING _history_keys t
 WHERE h.kind = t.kind AND h.key = t.key AND h.sale_day >= t.from_day;
+CREATE OR REPLACE TEMP TABLE _history_touched AS  -- one scan of history_daily
+SELECT d.*, t.from_day FROM history_daily d JOIN _history_keys t USING (kind, key);
 INSERT INTO history
-WITH running AS (
+WITH before AS (
+    SELECT kind, key,
+           sum(d.n) AS before_n,
+           sum(d.sum_log_q) AS before_sum_log_q,
+           sum(d.n_low) AS before_n_low,
+           sum(d.n_high) AS before_n_high,
+           sum(d.sum_p) AS before_sum_p,
+           sum(d.n_p) AS before_n_p
+    FROM _history_touched d
+    WHERE d.sale_day < d.from_day
+    GROUP BY ALL
+), running AS (
     SELECT kind, key, sale_day,
-           sum(n) OVER w AS n,
-           sum(sum_log_q) OVER w AS sum_log_q,
-           sum(n_low) OVER w AS n_low,
-           sum(n_high) OVER w AS n_high,
-           sum(sum_p) OVER w AS sum_p,
-           sum(n_p) OVER w AS n_p,
+           coalesce(b.before_n, 0) + sum(CASE WHEN sale_day >= from_day THEN d.n END) OVER w AS n,
+           coalesce(b.before_sum_log_q, 0) + sum(CASE WHEN sale_day >= from_day THEN d.sum_log_q END) OVER w AS sum_log_q,
+           coalesce(b.before_n_low, 0) + sum(CASE WHEN sale_day >= from_day THEN d.n_low END) OVER w AS n_low,
+           coalesce(b.before_n_high, 0) + sum(CASE WHEN sale_day >= from_day THEN d.n_high END) OVER w AS n_high,
+           coalesce(b.before_sum_p, 0) + sum(CASE WHEN sale_day >= from_day THEN d.sum_p END) OVER w AS sum_p,
+           coalesce(b.before_n_p, 0) + sum(CASE WHEN sale_day >= from_day THEN d.n_p END) OVER w AS n_p,
            n AS on_day_n,
            sum_log_q AS on_day_sum_log_q,
            sum(n) OVER w28 AS in_28d_n,
            sum(sum_log_q) OVER w28 AS in_28d_sum_log_q
-    FROM (SELECT d.* FROM history_daily d SEMI JOIN _history_keys t USING (kind, key))
+    FROM _history_touched d LEFT JOIN before b USING (kind, key)
+    WHERE d.sale_day >= d.from_day - INTERVAL 27 DAYS
     WINDOW w AS (PARTITION BY kind, key ORDER BY sale_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
          w28 AS (PARTITION BY kind, key ORDER BY sale_day RANGE BETWEEN INTERVAL 27 DAYS PRECEDING AND CURRENT ROW)
 )
-SELECT r.kind, r.key, r.sale_day,
+SELECT kind, key, sale_day,
        CAST(n AS DOUBLE)                                            AS n,
        CAST(sum_log_q AS DOUBLE) / 4294967296 / nullif(n, 0)        AS log_qty_mean,
        CAST(n_low AS DOUBLE) / nullif(n, 0)                         AS share_low,
@@ -76,8 +91,10 @@ SELECT r.kind, r.key, r.sale_day,
        CAST(on_day_sum_log_q AS DOUBLE) / 4294967296 / nullif(on_day_n, 0) AS day_log_qty_mean,
        CAST(in_28d_n AS DOUBLE)                                     AS n_28d,
        CAST(in_28d_sum_log_q AS DOUBLE) / 4294967296 / nullif(in_28d_n, 0) AS log_qty_mean_28d
-FROM running r JOIN _history_keys t ON r.kind = t.kind AND r.key = t.key AND r.sale_day >= t.from_day;
+FROM running JOIN _history_keys t USING (kind, key)
+WHERE sale_day >= t.from_day;
 
+DROP TABLE _history_touched;
 DROP TABLE _history_added;
 DROP TABLE _history_days;
 DROP TABLE _history_keys;

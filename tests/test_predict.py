@@ -110,6 +110,38 @@ def test_predictions_equal_the_boosters_own(trained, db, settings, compiled, mon
     assert {(r[0]["source"], r[0]["model_version"]) for r in rows} == {("model", 1)}
 
 
+def test_checked_trees_serve_without_xgboost(trained, db, settings):
+    """Once a model's compiled trees were checked against XGBoost in a file (a mark in FILE.index/), later processes
+    serve it without importing XGBoost, with the same bits; a changed booster is checked again."""
+    import subprocess
+    import sys
+
+    _, table, spec, X, booster = trained
+    path, con = db
+    deploy(con, booster, spec, 1)
+    first = serving.Predictor(con, settings).deployment()
+    assert first.booster is not None and first.trees is not None
+    assert len(list(path.parent.glob("p.duckdb.index/compiled-*"))) == 1
+    serving.invalidate()
+    second = serving.Predictor(con, settings).deployment()
+    assert second.booster is None and second.trees is not None
+    got = con.sql(f"SELECT predict_sales_proba({ARGS}) AS q FROM training_set ORDER BY line_id").fetchall()
+    np.testing.assert_array_equal(np.array([[r[0]["low"], r[0]["medium"], r[0]["high"]] for r in got]),
+                                  booster.inplace_predict(X))
+    explained = con.sql(f"SELECT explain_sales_class({ARGS}) FROM training_set ORDER BY line_id LIMIT 5").fetchall()
+    assert all(len(r[0]) == 5 for r in explained)  # explain loads the booster it needs
+    sales_sql.close(path)
+    code = (f"import sys, sales_sql; con = sales_sql.connect({str(path)!r}, read_only=True); "
+            f"print(con.sql(\"SELECT count(DISTINCT p.source) FROM (SELECT predict_sales({ARGS}) AS p "
+            "FROM invoices)\").fetchall()[0][0], 'xgboost' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "False"]
+    con = sales_sql.connect(path, settings=settings)
+    con.execute("UPDATE deployed_models SET booster = booster[1:100]")  # other bytes: no mark, XGBoost reads them
+    serving.invalidate()
+    assert serving.Predictor(con, settings).deployment().source == serving.UNREADABLE
+
+
 def test_optional_arguments_and_argument_types(trained, db):
     _, _, spec, _, booster = trained
     path, con = db
