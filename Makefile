@@ -53,6 +53,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/drift_quality.py
 	$(BIN)/python bench/drift_uci.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) demo

@@ -2,9 +2,9 @@
 documented fallback, with its cause), features from lookups.py, the compiled trees (trees.py) or XGBoost's predictor,
 and explanations.
 
-Nothing here imports MLflow. XGBoost (2 s and 0.1 GB with the scikit-learn it imports, and its booster as much again)
-is imported only to check a model's compiled trees once per file (_checked), to explain, or to answer where the trees
-do not compile.
+Nothing here imports MLflow. XGBoost (2 s and 0.1 GB with the scikit-learn it imports; UCI's booster takes 0.25 GB
+more) is imported only to check a model's compiled trees once per file (_checked), to explain, or to answer where the
+trees do not compile.
 The model and the history index are loaded on a connection's first prediction, once per process and database, and
 again after a load, promote, rollback or register in this process (invalidate()).
 """
