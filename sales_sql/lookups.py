@@ -318,15 +318,39 @@ def index_folder(con):
     return Path(f"{path}.index") if path and os.access(Path(path).parent, os.W_OK) else None
 
 
+def write_folder(done, write, earlier) -> OSError | None:
+    """Make folder `done` in FILE.index/ with write(folder): whole or not at all (another process may finish first),
+    then remove the folders there for which earlier(path) holds (processes that map their files keep the pages).
+    The error when it cannot be written."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    tmp = None
+    try:
+        done.parent.mkdir(exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=done.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the index is as readable as the database
+        write(tmp)
+        os.rename(tmp, done)
+    except OSError as e:
+        if not done.is_dir():
+            return e
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in done.parent.iterdir():
+        if old != done and earlier(old):
+            shutil.rmtree(old, ignore_errors=True)
+    return None
+
+
 def _mapped(layout: Layout, con) -> dict[str, np.ndarray]:
     """The index arrays of the history in con's database: mapped from their files, built into them first when
     this version of history has none, or built in memory when there is no file or folder to write."""
     import hashlib
     import json
-    import os
-    import shutil
-    import tempfile
-    from pathlib import Path
 
     meta = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
     folder = index_folder(con) if meta else None
@@ -336,23 +360,11 @@ def _mapped(layout: Layout, con) -> dict[str, np.ndarray]:
                                         sorted(meta.items())], sort_keys=True).encode()).hexdigest()[:20]
     done = folder / digest
     if not done.is_dir():
-        tmp = None
-        try:
-            folder.mkdir(exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder))
-            tmp.chmod(0o755)  # mkdtemp makes it private; the index is as readable as the database
-            _build(layout, con, tmp)
-            os.rename(tmp, done)  # whole or not at all; another process may have finished first
-        except OSError as e:
-            if not done.is_dir():
-                log.warning("the history index cannot be written beside the database (%s); building it in memory", e)
-                return _build(layout, con, None)
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-        for old in folder.iterdir():  # earlier versions (processes that map them keep their pages)
-            if old != done and not old.name.startswith((".building-", "compiled-")):  # compiled: serving.py's
-                shutil.rmtree(old, ignore_errors=True)
+        failed = write_folder(done, lambda tmp: _build(layout, con, tmp),
+                              lambda old: not old.name.startswith(("compiled-", ".building-")))  # compiled: serving's
+        if failed:
+            log.warning("the history index cannot be written beside the database (%s); building it in memory", failed)
+            return _build(layout, con, None)
     return {f.stem: np.load(f, mmap_mode="r") for f in done.glob("*.npy")}
 
 

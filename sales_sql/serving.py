@@ -28,7 +28,7 @@ from . import definition
 from .definition import CLASSES, FEATURES, Definition, readable
 from . import duck
 from .duck import active_deployment, invalidate  # noqa: F401  (invalidate: also sales_sql.serving's)
-from .lookups import SPLIT_ROWS, Batch, HistoryIndex, Layout, Plan
+from .lookups import SPLIT_ROWS, Batch, HistoryIndex, Layout, Plan, write_folder
 from .structs import EXPLANATION, PROBA
 from .trees import Trees
 
@@ -90,27 +90,6 @@ def _checked(con, digest: str) -> Path | None:
     return folder / f"compiled-{key.hexdigest()[:20]}"
 
 
-def _keep(trees: Trees, checked: Path) -> None:
-    """Trees into their folder (whole or not at all; the compiled trees of earlier models are removed)."""
-    import shutil
-    import tempfile
-
-    try:
-        checked.parent.mkdir(exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=checked.parent))
-        try:
-            tmp.chmod(0o755)
-            trees.save(tmp)
-            os.rename(tmp, checked)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    except OSError:
-        return  # the next process checks again
-    for old in checked.parent.glob("compiled-*"):
-        if old != checked:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def booster_of(raw) -> xgb.Booster:
     """An XGBoost booster from deployed_models' bytes, on every core."""
     import xgboost as xgb
@@ -169,8 +148,8 @@ def load_deployment(con, settings: Settings) -> Deployment:
     single = None
     if trees is None:
         trees = Trees.of(booster)
-        if trees is not None and checked is not None:
-            _keep(trees, checked)
+        if trees is not None and checked is not None:  # no folder: the next process checks again
+            write_folder(checked, trees.save, lambda old: old.name.startswith("compiled-"))
         elif trees is None:  # without the compiled trees, a copy of the model on one thread (a second copy in memory)
             single = booster.copy()
             single.set_param({"nthread": 1})

@@ -127,9 +127,8 @@ class Trees:
     """A multi:softprob gbtree booster's trees, ready for _proba."""
 
     def __init__(self, booster):
-        """From an xgboost.Booster or its UBJSON bytes (what deployed_models holds: then XGBoost is not imported);
-        ValueError when the model uses something _proba does not reproduce."""
-        model = ubjson(booster.save_raw("ubj") if hasattr(booster, "save_raw") else booster)["learner"]
+        """ValueError when the model uses something _proba does not reproduce."""
+        model = ubjson(booster.save_raw("ubj"))["learner"]
         self.features = int(model["learner_model_param"]["num_feature"])
         gbm = model["gradient_booster"]
         if model["objective"]["name"] != "multi:softprob" or gbm["name"] != "gbtree":
