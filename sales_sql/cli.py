@@ -160,6 +160,24 @@ def query(database, sql, max_rows):
 
 @main.command()
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
+@click.argument("folder", type=click.Path(file_okay=False))
+@config_option
+def export(database, folder):
+    """Write DATABASE's invoices as Parquet partitioned by month (FOLDER/invoices/sale_month=YYYY-MM/) and its
+    history (FOLDER/history/), for Spark (sales_sql.spark, `retrain --engine spark --input FOLDER`).
+
+    Example: sales-sql export sales.duckdb export/
+    """
+    con = _open(database, read_only=True)
+    try:
+        counts = db.export(con, folder)
+    except (OSError, duckdb.Error) as e:
+        raise _fail(e) from None
+    click.echo(f"wrote {counts['invoices']:,} invoice lines and {counts['history']:,} history rows to {folder}")
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False, exists=True))
 @click.option("--into", "table", required=True, help="Table to create with one row of predictions per line.")
 @click.option("--where", help="Filter on invoices columns, e.g. \"sale_time >= DATE '2025-12-01'\". Default: all lines.")
 @click.option("--replace", is_flag=True, help="Overwrite the table if it exists.")
@@ -281,12 +299,21 @@ models_dir_option = click.option("--models-dir", default="models", show_default=
 @click.option("--cutoff", help="Train before this day, validate from it (YYYY-MM-DD). Default: configs/.")
 @click.option("--rounds", type=int, help="Boosting rounds (default: training.num_boost_round).")
 @click.option("--resume", is_flag=True, help="Continue the same job from its last checkpoint after a crash.")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="spark: train with xgboost.spark on the invoices of --input (pip install 'sales_sql[spark]'); "
+                   "the run and version go to DATABASE's MLflow store, its drift baseline into DATABASE.")
+@click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False),
+              help="With --engine spark: the folder `sales-sql export` wrote (or any Parquet of invoices).")
+@click.option("--master", default="local[2]", show_default=True, help="With --engine spark: Spark's master URL.")
+@click.option("--num-workers", type=int, help="With --engine spark: XGBoost workers (default: Spark's parallelism).")
 @models_dir_option
 @config_option
-def retrain(database, cutoff, rounds, resume, models_dir):
+def retrain(database, cutoff, rounds, resume, engine, input_dir, master, num_workers, models_dir):
     """Train a new model version on DATABASE's training_set, log it to MLflow and register it.
 
     Example: sales-sql retrain sales.duckdb --cutoff 2011-09-01
+
+    On Spark: sales-sql export sales.duckdb export/ && sales-sql retrain sales.duckdb --engine spark --input export/
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -296,6 +323,8 @@ def retrain(database, cutoff, rounds, resume, models_dir):
         settings = _settings()
         if rounds is not None:
             settings = dataclasses.replace(settings, num_boost_round=rounds)
+        if engine == "spark":
+            return _retrain_on_spark(database, settings, cutoff, input_dir, master, num_workers)
         # importing MLflow and opening its store take seconds: do it while DuckDB reads the data
         with ThreadPoolExecutor(1) as pool:
             warm = pool.submit(lambda: _lifecycle().warm_up(database, settings))
@@ -311,6 +340,25 @@ def retrain(database, cutoff, rounds, resume, models_dir):
     click.echo(f"registered {settings.model_name} version {r.version} (run {r.run_id}), {r.rounds} rounds")
     rows = [("model", r.metrics)] + [(f"baseline: {k}", m) for k, m in r.baselines.items()]
     click.echo(_metrics_table(rows))
+
+
+def _retrain_on_spark(database, settings, cutoff, input_dir, master, num_workers):
+    if input_dir is None:
+        raise click.UsageError("--engine spark needs --input DIR: the invoices as Parquet (sales-sql export "
+                               "DATABASE DIR writes them)")
+    try:
+        from . import spark as engine
+    except ImportError as e:
+        raise click.ClickException(f"--engine spark needs pyspark ({e}): pip install 'sales_sql[spark]' "
+                                   "(and Java 17 or newer)") from None
+    session = engine.session(master)
+    try:
+        engine.create_views(session, input_dir, settings)
+        version, metrics = engine.retrain(session, database, settings, cutoff=cutoff, num_workers=num_workers)
+    finally:
+        session.stop()
+    click.echo(f"registered {settings.model_name} version {version} (trained on Spark, {master})")
+    click.echo(_metrics_table([("model", metrics)]))
 
 
 def _metrics_table(rows) -> str:

@@ -157,3 +157,34 @@ def close(path: str | None = None) -> None:
             con = _anchors.pop(key)
             _registered.pop(id(con), None)
             con.close()
+
+
+EXPORTED = ("line_id", "sale_time", "branch_id", "invoice_number", "item_code", "quantity_sold", "unit_price",
+            "customer_id", "source_file", "source_line")
+
+
+def export(con: duckdb.DuckDBPyConnection, folder: str | Path) -> dict[str, int]:
+    """Write the database's invoices as Parquet partitioned by month (FOLDER/invoices/sale_month=YYYY-MM/) and its
+    history (FOLDER/history/kind=.../), what Spark reads (sales_sql.spark.create_views). Whole or not at all: into
+    a temporary folder beside it, renamed at the end; FOLDER must not exist yet. Returns the rows written."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    if folder.exists():
+        raise FileExistsError(f"{folder} exists; export into a new folder (or remove it first)")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        con.execute(f"""COPY (SELECT {', '.join(EXPORTED)}, strftime(sale_time, '%Y-%m') AS sale_month FROM invoices
+                               ORDER BY line_id)
+                        TO '{tmp / 'invoices'}' (FORMAT parquet, PARTITION_BY (sale_month))""")
+        con.execute(f"COPY (FROM history ORDER BY kind, key, sale_day) TO '{tmp / 'history'}' "
+                    "(FORMAT parquet, PARTITION_BY (kind))")
+        counts = {t: first_row(con, f"SELECT count(*) FROM {t}")[0] for t in ("invoices", "history")}
+        tmp.chmod(0o755)
+        os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return counts

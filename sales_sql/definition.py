@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -348,8 +349,62 @@ FROM lines l
 """
 
 
+# ---- the same tables in Spark SQL ------------------------------------------------------------------------------
+
+# DuckDB's SQL as Spark SQL, for the statements sales_sql writes (not a general translator): tables become temporary
+# views, HUGEINT a DECIMAL(38,0), TIMESTAMP the time without a zone, and the few functions whose names differ
+_SPARK = ((r"CREATE OR REPLACE (?:TEMP )?(?:TABLE|VIEW)", "CREATE OR REPLACE TEMPORARY VIEW"),
+          (r"\bHUGEINT\b", "DECIMAL(38,0)"), (r"\bVARCHAR\b", "STRING"), (r"\bTIMESTAMP\b", "TIMESTAMP_NTZ"),
+          (r"\bisodow\(([\w.]+)\)", r"(weekday(\1) + 1)"), (r"\blist\(", "collect_list("),
+          (r"\(FROM (\w+)\)", r"(SELECT * FROM \1)"), (r"\bAS FROM (\w+)", r"AS SELECT * FROM \1"))
+
+
+def spark_dialect(sql: str) -> str:
+    """One of sales_sql's DuckDB statements in Spark SQL."""
+    for pattern, replacement in _SPARK:
+        sql = re.sub(pattern, replacement, sql)
+    return sql
+
+
+def render_spark_history(definition: Definition) -> str:
+    """sql/spark/history.sql: history_daily and history as Spark views, the statements of sql/history.sql."""
+    return spark_dialect(render_history(definition).replace(" `make sql`", " `make sql` (for Spark SQL)"))
+
+
+def render_spark_training_set(definition: Definition) -> str:
+    """sql/spark/training_set.sql: the training_set view of sql/training_set.sql in Spark SQL. Spark has no ASOF
+    join (it is behind a flag): each line is put once per key kind into that key's timeline beside the key's
+    history rows, and the latest history row before it is the last one seen in (day, lines first) order."""
+    duck = spark_dialect(render_training_set(definition))
+    head, _, rest = duck.partition("FROM lines l\n")
+    stats = ", ".join(["sale_day"] + [s.name for s in definition.statistics])
+    probes = "\n    UNION ALL\n".join(
+        f"    SELECT '{k.name}' AS kind, {k.name + '_key' if len(k.columns) > 1 else k.columns[0]} AS key, sale_day, "
+        f"0 AS tag, line_id, NULL AS h\n    FROM lines WHERE "
+        + " AND ".join(f"{c} IS NOT NULL" for c in k.columns) for k in definition.kinds)
+    joins = "\n".join(f"LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = '{k.name}') {k.prefix}\n"
+                      f"       ON {k.prefix}.line_id = l.line_id" for k in definition.kinds)
+    head = head.replace("\n)\nSELECT\n", f"""
+), timeline AS (  -- per kind and key: its lines (tag 0) and its history rows (tag 1)
+{probes}
+    UNION ALL
+    SELECT kind, key, sale_day, 1 AS tag, NULL AS line_id, struct({stats}) AS h FROM history
+), asof AS (
+    SELECT kind, tag, line_id, last(h, true) OVER (PARTITION BY kind, key ORDER BY sale_day, tag
+                                                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS h
+    FROM timeline
+)
+SELECT
+""", 1)
+    head = re.sub(r"l\.sale_day - (\w+)\.sale_day", r"datediff(l.sale_day, \1.sale_day)", head)
+    head = head.replace("(ASOF join)", "(Spark has no ASOF join:\n-- the timeline and asof below)")
+    head = head.replace("`make sql`", "`make sql` (for Spark SQL)")
+    return f"{head}FROM lines l\n{joins};\n"
+
+
 RENDERED = {"history": render_history, "history_update": render_history_update,
-            "training_set": render_training_set}
+            "training_set": render_training_set, "spark/history": render_spark_history,
+            "spark/training_set": render_spark_training_set}
 
 
 def write_sql(folder: Path) -> list[Path]:
@@ -357,6 +412,7 @@ def write_sql(folder: Path) -> list[Path]:
     written = []
     for name, render in RENDERED.items():
         path = folder / f"{name}.sql"
+        path.parent.mkdir(exist_ok=True)
         path.write_text(render(FEATURES), encoding="utf-8")
         written.append(path)
     return written

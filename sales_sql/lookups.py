@@ -289,14 +289,15 @@ class HistoryIndex:
     def of(cls, definition: Definition, con=None) -> HistoryIndex:
         return cls(Layout.of(definition), con)
 
-    def __init__(self, layout: Layout, con=None):
+    def __init__(self, layout: Layout, con=None, arrays: dict[str, np.ndarray] | None = None):
+        """`arrays`: those build() made (another engine's history, e.g. Spark's), instead of con's."""
         self.layout = layout
         kinds = len(layout.definition.kinds)
-        if con is None:
+        if con is None and arrays is None:
             self.hist, self.days = np.zeros(0, layout.row), np.zeros(0, np.int32)
             self.tables = tuple(np.zeros((16, 2), np.uint64) for _ in range(kinds))
         else:
-            arrays = _mapped(layout, con)
+            arrays = arrays or _mapped(layout, con)
             self.hist, self.days = arrays["hist"], arrays["days"]
             self.tables = tuple(arrays[f"table_{k}"] for k in range(kinds))
         raw = self.hist.view(np.uint8).reshape(len(self.hist), layout.row.itemsize)
@@ -355,20 +356,25 @@ def _mapped(layout: Layout, con) -> dict[str, np.ndarray]:
     meta = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
     folder = index_folder(con) if meta else None
     if folder is None:
-        return _build(layout, con, None)
+        return build(layout, con, None)
     digest = hashlib.sha256(json.dumps([INDEX_FORMAT, str(layout.row.descr), layout.definition.as_dict(),
                                         sorted(meta.items())], sort_keys=True).encode()).hexdigest()[:20]
     done = folder / digest
     if not done.is_dir():
-        failed = write_folder(done, lambda tmp: _build(layout, con, tmp),
+        failed = write_folder(done, lambda tmp: build(layout, con, tmp),
                               lambda old: not old.name.startswith(("compiled-", ".building-")))  # compiled: serving's
         if failed:
             log.warning("the history index cannot be written beside the database (%s); building it in memory", failed)
-            return _build(layout, con, None)
-    return {f.stem: np.load(f, mmap_mode="r") for f in done.glob("*.npy")}
+            return build(layout, con, None)
+    return mapped(done)
 
 
-def _build(layout: Layout, con, folder) -> dict[str, np.ndarray]:
+def mapped(folder) -> dict[str, np.ndarray]:
+    """The index arrays build() wrote into a folder, memory-mapped."""
+    return {f.stem: np.load(f, mmap_mode="r") for f in folder.glob("*.npy")}
+
+
+def build(layout: Layout, con, folder) -> dict[str, np.ndarray]:
     """Read history kind by kind, in key and day order, in batches, into the arrays (files in `folder`, or
     memory): rows, days and one hash table per kind."""
     def array(name, shape, dtype):

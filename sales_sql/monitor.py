@@ -5,6 +5,7 @@ chi2_drift SQL functions. Nothing here imports MLflow.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,7 +94,11 @@ def check(con, settings: Settings, *, window_days: int | None = None, end: dt.da
     if not first_row(con, "SELECT count(*) FROM drift_window")[0]:
         raise DriftError(f"the window {start} .. {end} holds no usable invoice lines; choose another --end or a "
                          "longer --window")
+    validation = json.loads(first_row(con, """SELECT metrics FROM deployed_models WHERE model_name = ? AND version = ?
+                                             ORDER BY deployment_id DESC LIMIT 1""",
+                                      [settings.model_name, version])[0])
     sql = sql_text("drift", settings, model_name=quote_literal(settings.model_name), version=int(version),
+                   **{k: float(validation[k]) if k in validation else "NULL" for k in ("accuracy", "macro_f1")},
                    top=TOP_CATEGORIES, ks_threshold=float(settings.ks_effect_threshold),
                    chi2_threshold=float(settings.chi2_effect_threshold), alpha=float(settings.drift_alpha),
                    performance_drop=float(settings.performance_drop))

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import mlflow
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import xgboost as xgb
 from mlflow import MlflowClient
@@ -129,6 +130,14 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
 
     `prepared` is what training.prepare() returned, when the caller has read the data already."""
     data, baselines = prepared or prepare(db_path, settings, cutoff)
+    try:
+        return _retrain(db_path, settings, models_dir, data, baselines, resume, progress)
+    finally:
+        data.close()
+
+
+def _retrain(db_path, settings: Settings, models_dir, data, baselines: dict, resume: bool,
+             progress: bool) -> RetrainResult:
     params = xgb_params(settings)
     key = run_key(db_path, data, params, settings)
     run_dir = Path(models_dir) / "checkpoints" / key
@@ -154,41 +163,79 @@ def retrain(db_path: str, settings: Settings, models_dir: str | os.PathLike = "m
         for at in range(0, len(curve), 1000):  # batches of MLflow's maximum (one call per round: 1.7 s for 140)
             client.log_batch(run.info.run_id, metrics=curve[at:at + 1000])
         proba = result.booster.predict(data.dvalid)
-        metrics = evaluate(data.y_valid, proba)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if k != "confusion"})
         mlflow.log_metrics({"best_iteration": result.best_iteration, "resumed_from": result.resumed_from})
-        for name, m in baselines.items():
-            mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in m.items() if k != "confusion"})
-            mlflow.log_metric(f"lift_macro_f1_over_{name}", metrics["macro_f1"] - m["macro_f1"])
-        with tempfile.TemporaryDirectory() as tmp:
-            for png in _plots(metrics, result.booster, Path(tmp)):
-                mlflow.log_artifact(str(png))
-        info = mlflow.xgboost.log_model(result.booster, name="model", model_format="ubj",
-                                        registered_model_name=settings.model_name,
-                                        pip_requirements=[f"xgboost=={xgb.__version__}"])
-        version = int(info.registered_model_version)
-        # the training distribution travels with the version (promote copies it into the file it deploys to)
-        # and goes into this file below
-        baseline = baseline_table(data, result.booster)
-        with tempfile.TemporaryDirectory() as tmp:
-            pq.write_table(baseline, Path(tmp) / BASELINE_ARTIFACT)
-            mlflow.log_artifact(str(Path(tmp) / BASELINE_ARTIFACT))
-        # the metrics tags come last: promote refuses a version without them (a retrain that stopped early)
-        tags = {"macro_f1": f"{metrics['macro_f1']:.6f}", "accuracy": f"{metrics['accuracy']:.6f}",
-                "cutoff": str(data.cutoff)}
-        for tag, value in tags.items():
-            client.set_model_version_tag(settings.model_name, str(version), tag, value)
-        try:
-            with db.opened(db_path, settings=settings) as con, duck.transaction(con):
-                store_baseline(con, settings, version, baseline)
-                # what `sales-sql pipeline` compares with the file's newest usable line to decide on a retrain
-                con.execute("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)",
-                            [TRAINED_THROUGH, str(data.last_line_id)])
-        except duckdb.Error as e:
-            raise RegistryError(f"version {version} is registered, but its drift baseline could not be written to "
-                                f"{db_path}: {e}; `sales-sql promote` will copy it there") from None
+        version, metrics = register_version(db_path, settings, client, result.booster,
+                                            evaluate(data.y_valid, proba), baselines,
+                                            lambda: baseline_table(data, result.booster), data.cutoff,
+                                            data.last_line_id)
     state_file.write_text(json.dumps({"run_id": run.info.run_id, "finished": True, "version": version}))
     return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds)
+
+
+def register_version(db_path, settings: Settings, client: MlflowClient, booster: xgb.Booster, metrics: dict,
+                     baselines: dict, baseline, cutoff, last_line_id: int | None) -> tuple[int, dict]:
+    """Inside the active MLflow run: the validation metrics (training.evaluate's; and each baseline's, and the lift
+    over it), the plots, the booster as a new version, its drift baseline (also stored in db_path) and last its
+    metrics tags (promote refuses a version without them). `baseline()` gives the drift baseline table, once the
+    version exists. Both engines' retrains end here. Returns (version, metrics)."""
+    mlflow.log_metrics({k: v for k, v in metrics.items() if k != "confusion"})
+    for name, m in baselines.items():
+        mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in m.items() if k != "confusion"})
+        mlflow.log_metric(f"lift_macro_f1_over_{name}", metrics["macro_f1"] - m["macro_f1"])
+    with tempfile.TemporaryDirectory() as tmp:
+        for png in _plots(metrics, booster, Path(tmp)):
+            mlflow.log_artifact(str(png))
+    info = mlflow.xgboost.log_model(booster, name="model", model_format="ubj",
+                                    registered_model_name=settings.model_name,
+                                    pip_requirements=[f"xgboost=={xgb.__version__}"])
+    version = int(info.registered_model_version)
+    # the training distribution travels with the version (promote copies it into the file it deploys to) and goes
+    # into this file below
+    baseline = baseline()
+    with tempfile.TemporaryDirectory() as tmp:
+        pq.write_table(baseline, Path(tmp) / BASELINE_ARTIFACT)
+        mlflow.log_artifact(str(Path(tmp) / BASELINE_ARTIFACT))
+    tags = {"macro_f1": f"{metrics['macro_f1']:.6f}", "accuracy": f"{metrics['accuracy']:.6f}", "cutoff": str(cutoff)}
+    for tag, value in tags.items():
+        client.set_model_version_tag(settings.model_name, str(version), tag, value)
+    try:
+        with db.opened(db_path, settings=settings) as con, duck.transaction(con):
+            store_baseline(con, settings, version, baseline)
+            if last_line_id is not None:  # what `sales-sql pipeline` compares with the file's newest usable line
+                con.execute("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)", [TRAINED_THROUGH, str(last_line_id)])
+    except duckdb.Error as e:
+        raise RegistryError(f"version {version} is registered, but its drift baseline could not be written to "
+                            f"{db_path}: {e}; `sales-sql promote` will copy it there") from None
+    return version, metrics
+
+
+def read_version(settings: Settings, version) -> tuple[bytes, dict, dict, pa.Table | None]:
+    """(booster UBJSON, feature spec, validation metrics, drift baseline or None) of a registered version (an
+    MLflow ModelVersion) from the current MLflow store."""
+    try:
+        booster = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{version.version}")
+        spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_spec.json")
+    except (MlflowException, OSError) as e:
+        raise RegistryError(f"cannot read version {version.version} from MLflow: {e}") from None
+    try:
+        baseline = pq.read_table(mlflow.artifacts.download_artifacts(f"runs:/{version.run_id}/{BASELINE_ARTIFACT}"))
+    except (MlflowException, OSError):
+        baseline = None  # a version registered before baselines were logged: drift checks will say so
+    metrics = {k: float(v) for k, v in version.tags.items() if k in ("macro_f1", "accuracy")}
+    return bytes(booster.save_raw("ubj")), spec, metrics, baseline
+
+
+def find_version(client: MlflowClient, settings: Settings, version: int | str = ALIAS):
+    """A registered version by number, or the one with alias `version` (default: @production)."""
+    try:
+        if isinstance(version, str) and not version.isdigit():
+            return client.get_model_version_by_alias(settings.model_name, version)
+        return client.get_model_version(settings.model_name, str(version))
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise RegistryError(f"model {settings.model_name!r} has no version {version!r} in the MLflow store at "
+                                f"{mlflow.get_tracking_uri()}; `sales-sql models DB` lists them") from None
+        raise store_failed(e) from None
 
 
 # ---- promote, rollback, list ------------------------------------------------------------------------------
@@ -255,17 +302,7 @@ def _export_bundle(models_dir: Path, settings: Settings, version: int, booster_r
 def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_dir: Path,
             status_of_replaced: str) -> None:
     """Alias + database row + exported bundle, all or nothing."""
-    try:
-        booster = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{version.version}")
-        spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_spec.json")
-    except (MlflowException, OSError) as e:
-        raise RegistryError(f"cannot read version {version.version} from MLflow: {e}") from None
-    try:
-        baseline = pq.read_table(mlflow.artifacts.download_artifacts(f"runs:/{version.run_id}/{BASELINE_ARTIFACT}"))
-    except (MlflowException, OSError):
-        baseline = None  # a version registered before baselines were logged: drift checks will say so
-    raw = bytes(booster.save_raw("ubj"))
-    metrics = {k: float(v) for k, v in version.tags.items() if k in ("macro_f1", "accuracy")}
+    raw, spec, metrics, baseline = read_version(settings, version)
     try:
         _export_bundle(models_dir, settings, int(version.version), raw, spec, metrics)
     except OSError as e:

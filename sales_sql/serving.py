@@ -71,23 +71,26 @@ def _history(con, definition: Definition) -> tuple[HistoryIndex, str]:
         return HistoryIndex(Layout.of(FEATURES)), f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
 
 
-def _checked(con, digest: str) -> Path | None:
-    """The folder beside the database that holds the compiled Trees of the booster whose bytes have this md5, once
-    they gave XGBoost's own answers (with this trees.py and this XGBoost): with it, later processes serve the model
-    from those files, memory-mapped, without reading the booster or importing XGBoost (together 0.4 GB for a large
-    model). None for an in-memory database."""
+def checked_name(digest: str) -> str:
+    """The name of the folder that holds the compiled Trees of the booster whose bytes have this md5, once they gave
+    XGBoost's own answers (with this trees.py and this XGBoost): with it, later processes serve the model from those
+    files, memory-mapped, without reading the booster or importing XGBoost (together 0.4 GB for a large model)."""
     from importlib.util import find_spec
 
     from . import trees
-    from .lookups import index_folder
 
-    folder = index_folder(con)
-    if folder is None:
-        return None
     key = hashlib.sha256(digest.encode())  # XGBoost's version from its package (xgboost or xgboost-cpu), unimported
     for part in (Path(trees.__file__).read_bytes(), (Path(find_spec("xgboost").origin).parent / "VERSION").read_bytes()):
         key.update(hashlib.sha256(part).digest())
-    return folder / f"compiled-{key.hexdigest()[:20]}"
+    return f"compiled-{key.hexdigest()[:20]}"
+
+
+def _checked(con, digest: str) -> Path | None:
+    """The checked trees' folder beside the database (FILE.index/); None for an in-memory database."""
+    from .lookups import index_folder
+
+    folder = index_folder(con)
+    return None if folder is None else folder / checked_name(digest)
 
 
 def booster_of(raw) -> xgb.Booster:
@@ -109,24 +112,33 @@ def load_deployment(con, settings: Settings) -> Deployment:
     except duckdb.CatalogException:
         return Deployment(NO_MODEL, None, HistoryIndex(Layout.of(FEATURES)), duck.generation,
                           "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
-    version = row["version"][0].as_py() if row is not None else None
+    if row is None:
+        return deployment(settings, index, unservable)
+    return deployment(settings, index, unservable, row["version"][0].as_py(), row["feature_spec"][0].as_py(),
+                      lambda: active_deployment(con, settings.model_name, "booster", arrow=True)["booster"][0]
+                      .as_buffer(), _checked(con, row["digest"][0].as_py()))
+
+
+def deployment(settings: Settings, index: HistoryIndex, unservable: str = "", version: int | None = None,
+               spec_text: str | None = None, read_booster=None, checked: Path | None = None) -> Deployment:
+    """A model version (its spec's JSON and a function that reads its booster's bytes; `checked`: its checked
+    trees' folder, read when it exists and written when not) over a history index, or the fallback with its cause
+    (no version: NO_MODEL). Both engines' predictions come from here."""
     if unservable:
         return Deployment(UNSERVABLE, version, index, duck.generation,
                           f"the prediction kernels cannot serve the feature definition ({unservable}); the fallback "
                           "answers without history")
-    if row is None:
+    if spec_text is None:
         return Deployment(NO_MODEL, None, index, duck.generation,
                           f"no model {settings.model_name!r} is deployed in this database; run `sales-sql promote`")
-    checked = _checked(con, row["digest"][0].as_py())
     trees = booster = None
     try:
-        spec = json.loads(row["feature_spec"][0].as_py())
+        spec = json.loads(spec_text)
         if checked is not None and checked.is_dir():
             trees = Trees.load(checked)
             features = trees.features
         else:
-            booster = booster_of(active_deployment(con, settings.model_name, "booster", arrow=True)["booster"][0]
-                                 .as_buffer())
+            booster = booster_of(read_booster())
             features = booster.num_features()
         if features != len(spec["features"]):
             raise ValueError(f"the booster has {features} features, its spec {len(spec['features'])}")
@@ -184,6 +196,13 @@ class Predictor:
                     log.warning("sales_sql predictions use the fallback heuristic: %s", dep.reason)
             return self._deployment
 
+    def booster_bytes(self) -> bytes:
+        cur = self.con.cursor()
+        try:
+            return active_deployment(cur, self.settings.model_name, "booster")[0]
+        finally:
+            cur.close()
+
     def predict(self, day, branch, item, price, customer):
         """(class index per row or -1, probabilities float32 (n, 3), source index per row, model version or None,
         the Batch)."""
@@ -230,11 +249,7 @@ class Predictor:
         out = [None if not ok else [] for ok in batch.ok_day]
         if dep.source == MODEL and batch.ok_day.any():
             if dep.booster is None:  # the checked trees answer predictions; contributions need XGBoost
-                cur = self.con.cursor()
-                try:
-                    dep.booster = booster_of(active_deployment(cur, self.settings.model_name, "booster")[0])
-                finally:
-                    cur.close()
+                dep.booster = booster_of(self.booster_bytes())
             X = batch.matrix(dep.plan)
             names = dep.spec["features"]
             # a DMatrix refuses inf (inplace_predict takes it); the largest float splits every tree the same way

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,11 +111,13 @@ def batches(con, settings: Settings, spec: dict, where: str, params: list | None
 
 
 class _Side(xgb.DataIter):
-    """One side of the cut-off, batch by batch, for a QuantileDMatrix (which reads it twice: sketch, then bins);
-    the first pass also keeps the labels, and the lines at the sorted positions `keep` with their features."""
+    """One side of the cut-off, batch by batch, for an ExtMemQuantileDMatrix (which reads it twice: sketch, then
+    bins, and keeps the binned pages in files under `cache`); the first pass also keeps the labels, and the lines at
+    the sorted positions `keep` with their features."""
 
-    def __init__(self, read, names: list[str], weights: np.ndarray | None = None, keep: np.ndarray | None = None):
-        super().__init__(release_data=True)
+    def __init__(self, read, names: list[str], cache: str, weights: np.ndarray | None = None,
+                 keep: np.ndarray | None = None):
+        super().__init__(cache_prefix=cache, release_data=True, on_host=False)
         self.read, self.names, self.weights, self.keep = read, names, weights, keep
         self.it, self.first, self.at, self.labels, self.kept = None, True, 0, [], []
 
@@ -143,18 +146,25 @@ class _Side(xgb.DataIter):
 
 @dataclass
 class Dataset:
-    """One retrain's data: XGBoost's binned matrices of both sides of the cut-off, built batch by batch (neither
-    the lines nor the float matrix are ever whole in memory), their labels, and a seeded sample of the training
-    lines with their features (for the drift baseline)."""
+    """One retrain's data: XGBoost's binned matrices of both sides of the cut-off, built batch by batch and kept in
+    files (neither the lines, nor the float matrix, nor the bins are ever whole in memory), their labels, and a
+    seeded sample of the training lines with their features (for the drift baseline)."""
     cutoff: dt.date
     spec: dict
-    dtrain: xgb.QuantileDMatrix
-    dvalid: xgb.QuantileDMatrix
+    dtrain: xgb.DMatrix
+    dvalid: xgb.DMatrix
     y_train: np.ndarray
     y_valid: np.ndarray
     sample: pa.Table
     X_sample: np.ndarray
     last_line_id: int
+    cache: tempfile.TemporaryDirectory | None = None  # the binned pages' files (XGBoost maps them while training)
+
+    def close(self) -> None:
+        """Free both matrices (XGBoost removes their page files), then their folder."""
+        self.dtrain = self.dvalid = None
+        if self.cache is not None:
+            self.cache.cleanup()
 
 
 def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
@@ -185,14 +195,20 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
         index = HistoryIndex.of(settings.definition, con)
     except LayoutError:
         index = None
-    train = _Side(lambda: batches(con, settings, spec, "sale_day < ?", [day], index), spec["features"], weights, keep)
-    valid = _Side(lambda: batches(con, settings, spec, "sale_day >= ?", [day], index), spec["features"])
+    # the bins of every line (4 bytes a value: 3 GB for 10M lines) go to files in the temporary folder, which
+    # XGBoost reads page by page while boosting: the same model as in memory, a quarter of the peak memory
+    cache = tempfile.TemporaryDirectory(prefix="sales_sql-retrain-")
+    train = _Side(lambda: batches(con, settings, spec, "sale_day < ?", [day], index), spec["features"],
+                  os.path.join(cache.name, "train"), weights, keep)
+    valid = _Side(lambda: batches(con, settings, spec, "sale_day >= ?", [day], index), spec["features"],
+                  os.path.join(cache.name, "valid"))
     threads = os.cpu_count() or 1
-    dtrain = xgb.QuantileDMatrix(train, max_bin=settings.max_bin, nthread=threads)
-    dvalid = xgb.QuantileDMatrix(valid, ref=dtrain, max_bin=settings.max_bin, nthread=threads)
+    dtrain = xgb.ExtMemQuantileDMatrix(train, max_bin=settings.max_bin, nthread=threads)
+    dvalid = xgb.ExtMemQuantileDMatrix(valid, ref=dtrain, max_bin=settings.max_bin, nthread=threads)
     last = first_row(con, "SELECT max(line_id) FROM usable_lines")[0]
     return Dataset(day, spec, dtrain, dvalid, np.concatenate(train.labels), np.concatenate(valid.labels),
-                   pa.concat_tables([t for t, _ in train.kept]), np.concatenate([X for _, X in train.kept]), last)
+                   pa.concat_tables([t for t, _ in train.kept]), np.concatenate([X for _, X in train.kept]), last,
+                   cache)
 
 
 def refuse_infinite(table: pa.Table, X: np.ndarray, spec: dict) -> None:
@@ -346,17 +362,25 @@ def evaluate(y_true: np.ndarray, proba_or_pred: np.ndarray) -> dict:
     pred = proba_or_pred.argmax(axis=1) if proba_or_pred.ndim == 2 else proba_or_pred
     k = len(CLASSES)
     cm = np.bincount(y_true * k + pred, minlength=k * k).reshape(k, k)
+    log_loss = None
+    if proba_or_pred.ndim == 2:
+        log_loss = float(-np.log(np.clip(proba_or_pred[np.arange(len(y_true)), y_true], 1e-15, 1.0)).mean())
+    return confusion_metrics(cm, log_loss)
+
+
+def confusion_metrics(cm: np.ndarray, log_loss: float | None = None) -> dict:
+    """evaluate()'s metrics from a confusion matrix (rows: the true class, columns: the predicted one)."""
+    cm = np.asarray(cm)
     tp = np.diag(cm).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(cm.sum(0) > 0, tp / cm.sum(0), 0.0)
         recall = np.where(cm.sum(1) > 0, tp / cm.sum(1), 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    out = {"accuracy": float(tp.sum() / max(len(y_true), 1)), "macro_f1": float(f1.mean())}
+    out = {"accuracy": float(tp.sum() / max(cm.sum(), 1)), "macro_f1": float(f1.mean())}
     for i, c in enumerate(CLASSES):
         out |= {f"precision_{c}": float(precision[i]), f"recall_{c}": float(recall[i]), f"f1_{c}": float(f1[i])}
-    if proba_or_pred.ndim == 2:
-        p = np.clip(proba_or_pred[np.arange(len(y_true)), y_true], 1e-15, 1.0)
-        out["log_loss"] = float(-np.log(p).mean())
+    if log_loss is not None:
+        out["log_loss"] = log_loss
     out["confusion"] = cm.tolist()
     return out
 

@@ -1,10 +1,12 @@
 -- One drift-check row per feature: the lines of the temporary view drift_window against the training
--- baseline of model $model_name version $version. Filled in by sales_sql/monitor.py.
+-- baseline of model $model_name version $version. Filled in by sales_sql/monitor.py (and in Spark SQL by
+-- sales_sql/spark.py).
 --   ks   (numbers):    quantity_sold, unit_price
 --   chi2 (categories): branch_id, item_code (the baseline's $top most frequent values, the rest as '(other)':
 --                      thousands of sparse categories would make the effect size mostly sampling noise),
 --                      day_of_week, predicted_class (prediction drift)
 --   performance:       the model's accuracy and macro-F1 on the window against its validation figures
+--                      ($accuracy, $macro_f1: the version's, from deployed_models or the registry)
 -- The calendar is tested through day_of_week only: day_of_month, month and day_of_year of any window of a
 -- few weeks differ from a year-round baseline by construction (the baseline keeps them for inspection).
 -- Decision: effect_size > threshold and, for ks / chi2, Holm-adjusted p-value < $alpha.
@@ -74,11 +76,7 @@ f1 AS (
     FROM scored s, (VALUES ('LOW'), ('MEDIUM'), ('HIGH')) c(label)
     GROUP BY c.label
 ),
-validation AS (
-    SELECT CAST(metrics ->> 'accuracy' AS DOUBLE) AS accuracy, CAST(metrics ->> 'macro_f1' AS DOUBLE) AS macro_f1
-    FROM deployed_models WHERE model_name = $model_name AND version = $version
-    ORDER BY deployment_id DESC LIMIT 1
-),
+validation AS (SELECT CAST($accuracy AS DOUBLE) AS accuracy, CAST($macro_f1 AS DOUBLE) AS macro_f1),
 performance AS (
     SELECT 'model_accuracy' AS feature, 'performance' AS test,
            (SELECT avg(CAST(predicted = actual AS INTEGER)) FROM scored) AS statistic,

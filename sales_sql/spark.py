@@ -1,0 +1,468 @@
+"""The Spark layer only: sales_sql's SQL functions, views, training and drift on Apache Spark.
+
+`pip install 'sales_sql[spark]'` (pyspark; Java 17 or newer is the one prerequisite). The functions are DuckDB's,
+by the same names, as Arrow UDFs over the same engine-agnostic cores (features, lookups, trees, drift); the views
+are rendered from the same feature definition (sql/spark/); a model trained here is a version in the same MLflow
+registry, and any version serves on either engine (one booster format, one spec). docs/scale-out.md shows how.
+
+    spark = sales_sql.spark.session()                      # or your own SparkSession
+    create_views(spark, "export/")                         # invoices (Parquet of `sales-sql export`), history, ...
+    register(spark, db="shop.duckdb")                      # the functions, serving the model deployed in that file
+    spark.sql("SELECT predict_sales_class(sale_time, branch_id, item_code, unit_price, customer_id) FROM invoices")
+
+The model and the history index travel to the executors as one folder (SparkContext.addFile) and are loaded once
+per Python worker: the index memory-mapped, the trees compiled and checked on the driver.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import string
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from . import duck
+from .config import Settings, load_settings, shipped
+from .definition import CLASSES, FIRST_TIME, LAST_TIME, RENDERED, spark_dialect
+from .serving import Predictor
+from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
+
+# the validation metrics of the model register() served last, per Spark application (drift's performance rows)
+_METRICS: dict[str, dict] = {}
+
+
+def session(master: str = "local[2]", app: str = "sales_sql", **conf):
+    """A SparkSession as sales_sql's functions expect it: times in UTC (sale times carry no zone), workers on this
+    Python (PYSPARK_PYTHON, unless set), no UI. Extra settings as keyword arguments ("spark.x.y": value)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.master(master).appName(app).config("spark.ui.enabled", "false")
+               .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "8"))
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# ---- SQL --------------------------------------------------------------------------------------------------------
+
+def sql_text(name: str, settings: Settings, **values) -> str:
+    """Spark SQL of history / training_set (sql/spark/, rendered from the definition), usable_lines (schema.sql's
+    view) and drift (sql/drift.sql), with the settings and `values` filled in as duck.sql_text does."""
+    if f"spark/{name}" in RENDERED:
+        text = RENDERED[f"spark/{name}"](settings.definition)
+    elif name == "usable_lines":
+        schema = shipped("sql/schema.sql").read_text("utf-8")
+        text = spark_dialect(re.search(r"CREATE OR REPLACE VIEW usable_lines AS.*?;", schema, re.S).group(0))
+    else:
+        text = spark_dialect(shipped(f"sql/{name}.sql").read_text("utf-8"))
+    return string.Template(text).substitute(low_max=settings.low_max, medium_max=settings.medium_max,
+                                            buckets=settings.buckets, first_time=spark_dialect(FIRST_TIME),
+                                            last_time=spark_dialect(LAST_TIME), **values)
+
+
+def run_sql(spark, text: str):
+    """Each statement of a script (they end with ';' at a line's end); the last one's DataFrame."""
+    out = None
+    for statement in re.split(r";\s*\n", text.strip().rstrip(";")):
+        body = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--")).strip()
+        if body:
+            out = spark.sql(body)
+    return out
+
+
+def create_views(spark, invoices, settings: Settings | None = None) -> None:
+    """Temporary views invoices, usable_lines, history_daily, history (cached) and training_set over `invoices`:
+    a folder of Parquet (what `sales-sql export DB DIR` writes: DIR/invoices, partitioned by month), a table name
+    or a DataFrame with the columns of DuckDB's invoices table. hash_features is registered for training_set."""
+    settings = settings or load_settings()
+    if isinstance(invoices, (str, os.PathLike)) and Path(invoices).exists():
+        folder = Path(invoices) / "invoices" if (Path(invoices) / "invoices").is_dir() else Path(invoices)
+        invoices = spark.read.parquet(str(folder))
+    elif isinstance(invoices, str):
+        invoices = spark.table(invoices)
+    invoices.createOrReplaceTempView("invoices")
+    _register_hash(spark, settings)
+    spark.sql("UNCACHE TABLE IF EXISTS history")  # of invoices loaded before
+    for name in ("usable_lines", "history", "training_set"):
+        run_sql(spark, sql_text(name, settings))
+    spark.sql("CACHE LAZY TABLE history")
+
+
+# ---- the SQL functions ------------------------------------------------------------------------------------------
+
+_SPARK_TYPES = {"DOUBLE": "double", "BIGINT": "bigint", "INTEGER": "int", "VARCHAR": "string"}
+
+
+def spark_type(struct: Struct) -> str:
+    """A Struct (structs.py) as Spark's DDL type."""
+    inner = ", ".join(f"{name}: {spark_type(t) if isinstance(t, Struct) else _SPARK_TYPES[t]}"
+                      for name, t in struct.fields)
+    return f"array<struct<{inner}>>" if struct.many else f"struct<{inner}>"
+
+
+def _arrow_udf(fn, returns: str):
+    from pyspark.sql.functions import ArrowUDFType, arrow_udf
+    import warnings
+
+    with warnings.catch_warnings():  # the functions take any number of arguments, so no type hints
+        warnings.simplefilter("ignore", UserWarning)
+        return arrow_udf(fn, returns, ArrowUDFType.SCALAR)
+
+
+def _register_hash(spark, settings: Settings) -> None:
+    buckets = settings.buckets
+
+    def hash_features(branch, item):
+        from .features import hash_matrix
+
+        flat = pa.array(hash_matrix(branch, item, buckets).ravel())
+        return pa.ListArray.from_arrays(pa.array(np.arange(0, len(flat) + 1, buckets, dtype=np.int32)), flat)
+
+    spark.udf.register("hash_features", _arrow_udf(hash_features, "array<float>"))
+
+
+def register(spark, settings: Settings | None = None, *, db: str | os.PathLike | None = None,
+             version: int | str | None = None, history: str = "history") -> str:
+    """Make hash_features, predict_sales, predict_sales_class, predict_sales_proba, explain_sales_class, ks_drift
+    and chi2_drift callable in Spark SQL, and the view drift_baseline. The model: `version` (a number, or an alias
+    such as "production") from the MLflow store (MLFLOW_TRACKING_URI, else the mlflow.db beside `db`), else the
+    one deployed in the DuckDB file `db`, else none (the fallback answers, as in DuckDB). History: the Spark table
+    or view `history` (create_views makes it). Returns what answers: "model" or the fallback's source."""
+    settings = settings or load_settings()
+    folder = Path(tempfile.mkdtemp(prefix="sales_sql-bundle-"))
+    source = _bundle(spark, settings, folder, db, version, history)
+    spark.sparkContext.addFile(str(folder), recursive=True)
+    name = folder.name
+    _register_hash(spark, settings)
+
+    def serving(method):
+        def udf(*args):
+            return getattr(_served(name, settings), method)(*_arguments(args))
+        return udf
+
+    prediction = spark_type(PREDICTION)
+    for fn, method, returns in (("predict_sales", "predict_arrow", prediction),
+                                ("predict_sales_class", "class_arrow", "string"),
+                                ("predict_sales_proba", "proba_arrow", spark_type(PROBA)),
+                                ("explain_sales_class", "explain_arrow", spark_type(EXPLANATION))):
+        spark.udf.register(fn, _arrow_udf(serving(method), returns))
+    from .udfs import _per_row
+
+    for fn, struct in (("ks_drift", KS), ("chi2_drift", CHI2)):
+        spark.udf.register(fn, _arrow_udf(_per_row(fn, struct), spark_type(struct)))
+    return source
+
+
+def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) -> str:
+    """Write into `folder` what the executors serve: the history index of Spark's `history` (built() by the same
+    code as DuckDB's, through an in-memory DuckDB), the model's booster, spec and metrics, its compiled trees
+    once checked against XGBoost, and the drift baseline (also the view drift_baseline here)."""
+    import duckdb
+
+    from . import lookups, serving
+
+    layout_error = ""
+    con = duckdb.connect()
+    try:
+        con.register("spark_history", spark.table(history).toArrow())
+        con.execute("CREATE TABLE history AS FROM spark_history")
+        layout = lookups.Layout.of(settings.definition)
+        lookups.build(layout, con, _mkdir(folder / "index"))
+    except lookups.LayoutError as e:
+        layout_error = f"{type(e).__name__}: {e}"
+    finally:
+        con.close()
+    meta, raw, baseline = {"version": None, "spec": None, "metrics": {}, "unservable": layout_error}, None, None
+    if db is not None and version is None:
+        from . import db as dbs
+
+        with dbs.opened(db, read_only=True, settings=settings) as con:
+            row = duck.active_deployment(con, settings.model_name, "version, booster, feature_spec, metrics")
+            if row is not None:
+                meta |= {"version": row[0], "spec": row[2], "metrics": json.loads(row[3])}
+                raw = bytes(row[1])
+                baseline = con.sql("SELECT * EXCLUDE (model_name, version) FROM drift_baseline WHERE "
+                                   "model_name = ? AND version = ?", params=[settings.model_name, row[0]]).to_arrow_table()
+    if version is not None:
+        from . import registry
+
+        client = registry.mlflow_client(db if db is not None else "mlflow.db", existing=True)
+        found = registry.find_version(client, settings, version)
+        raw, spec, metrics, baseline = registry.read_version(settings, found)
+        meta |= {"version": int(found.version), "spec": json.dumps(spec), "metrics": metrics}
+    if raw is not None:
+        import hashlib
+
+        (folder / "booster.ubj").write_bytes(raw)
+        meta["checked"] = serving.checked_name(hashlib.md5(raw).hexdigest())
+    (folder / "deployment.json").write_text(json.dumps(meta))
+    _METRICS[spark.sparkContext.applicationId] = meta["metrics"]
+    dep = _load(folder, settings)  # checks the compiled trees (written into the folder) and says what answers
+    if baseline is not None and meta["version"] is not None:
+        cols = [f"'{settings.model_name}' AS model_name", f"{int(meta['version'])} AS version", "*"]
+        spark.createDataFrame(baseline.to_pandas()).selectExpr(*cols).createOrReplaceTempView("drift_baseline")
+    return dep.deployment().source
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def _load(folder: Path, settings: Settings):
+    """The bundle's predictor (serving.Predictor over the bundle's deployment)."""
+    from . import lookups, serving
+
+    meta = json.loads((folder / "deployment.json").read_text())
+    layout = lookups.Layout.of(lookups.FEATURES if meta["unservable"] else settings.definition)
+    index = lookups.HistoryIndex(layout, arrays=lookups.mapped(folder / "index")) if not meta["unservable"] \
+        else lookups.HistoryIndex(layout)
+    booster = folder / "booster.ubj"
+    dep = serving.deployment(settings, index, meta["unservable"], meta["version"], meta["spec"], booster.read_bytes,
+                             folder / meta["checked"] if "checked" in meta else None)
+    return _Bundled(dep, booster)
+
+
+class _Bundled(Predictor):
+    """serving.Predictor's answers over a bundle's deployment (no database behind it)."""
+
+    def __init__(self, dep, booster: Path):
+        super().__init__(None, None)
+        self._deployment, self._booster = dep, booster
+
+    def deployment(self):
+        return self._deployment
+
+    def booster_bytes(self):
+        return self._booster.read_bytes()
+
+    def proba_arrow(self, *args):
+        return self.predict_arrow(*args).field("proba")
+
+
+_SERVED: dict[str, object] = {}
+_SERVED_LOCK = threading.Lock()
+
+
+def _served(name: str, settings: Settings):
+    """The bundle's predictor in this Python worker, loaded on its first call."""
+    found = _SERVED.get(name)
+    if found is None:
+        with _SERVED_LOCK:
+            if name not in _SERVED:
+                from pyspark import SparkFiles
+
+                _SERVED[name] = _load(Path(SparkFiles.get(name)), settings)
+            found = _SERVED[name]
+    return found
+
+
+def _arguments(args) -> list[pa.Array]:
+    """The functions' 3 to 5 arguments as DuckDB's macros cast them (sql/predict.sql): the sale date as a timestamp
+    (a date, or an ISO string; NULL when it does not cast), keys as text, the price as a double (NULL when it does
+    not cast); unit_price and customer_id may be left out."""
+    if not 3 <= len(args) <= 5:
+        raise TypeError(f"the prediction functions take 3 to 5 arguments (sale_date, branch_id, item_code[, "
+                        f"unit_price[, customer_id]]), not {len(args)}")
+    args = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in args]
+    n = len(args[0])
+    day, branch, item = args[:3]
+    price = args[3] if len(args) > 3 else pa.nulls(n, pa.float64())
+    customer = args[4] if len(args) > 4 else pa.nulls(n, pa.string())
+    if pa.types.is_string(day.type) or pa.types.is_large_string(day.type):
+        day = _try(day, pa.timestamp("us"))
+    elif pa.types.is_timestamp(day.type) and day.type.tz is not None:
+        day = day.cast(pa.timestamp(day.type.unit))  # the instant in UTC (the session's zone: session())
+    elif not (pa.types.is_timestamp(day.type) or pa.types.is_date(day.type)):
+        day = pa.nulls(n, pa.timestamp("us"))
+    keys = [a if a.type == pa.string() else a.cast(pa.string()) for a in (branch, item, customer)]
+    price = price if price.type == pa.float64() else _try(price, pa.float64())
+    return [day, keys[0], keys[1], price, keys[2]]
+
+
+def _try(values: pa.Array, to: pa.DataType) -> pa.Array:
+    """values cast to `to`, NULL where one does not cast (DuckDB's TRY_CAST)."""
+    try:
+        return values.cast(to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        out = []
+        for v in values:
+            try:
+                out.append(pa.array([v.as_py()], values.type).cast(to)[0].as_py())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                out.append(None)
+        return pa.array(out, to)
+
+
+# ---- drift ------------------------------------------------------------------------------------------------------
+
+def drift(spark, settings: Settings | None = None, *, window_days: int | None = None, end: dt.date | None = None):
+    """sql/drift.sql in Spark SQL: the usable lines of the `window_days` days up to `end` (default: the latest
+    sale) against the registered model's drift baseline (register() makes the view drift_baseline). The rows as
+    monitor.check gives them (a list of dicts)."""
+    from .monitor import COLUMNS, TOP_CATEGORIES, DriftError
+
+    settings = settings or load_settings()
+    if not spark.catalog.tableExists("drift_baseline"):
+        raise DriftError("no drift baseline: register(spark, db=... or version=...) a model that has one first")
+    version = spark.sql("SELECT first(version) FROM drift_baseline").collect()[0][0]
+    if end is None:
+        end = spark.sql("SELECT max(sale_day) FROM usable_lines").collect()[0][0]
+        if end is None:
+            raise DriftError("there are no usable invoice lines to check")
+    start = end - dt.timedelta(days=(window_days or settings.drift_window_days) - 1)
+    spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW drift_window AS SELECT * FROM usable_lines WHERE sale_day "
+              f"BETWEEN DATE '{start.isoformat()}' AND DATE '{end.isoformat()}'")
+    metrics = _METRICS.get(spark.sparkContext.applicationId, {})
+    text = sql_text("drift", settings, model_name=duck.quote_literal(settings.model_name), version=int(version),
+                    top=TOP_CATEGORIES, ks_threshold=float(settings.ks_effect_threshold),
+                    chi2_threshold=float(settings.chi2_effect_threshold), alpha=float(settings.drift_alpha),
+                    performance_drop=float(settings.performance_drop),
+                    accuracy=metrics.get("accuracy", "NULL"), macro_f1=metrics.get("macro_f1", "NULL"))
+    head, _, report = text.rpartition("CREATE OR REPLACE TEMPORARY VIEW drift_current_rows AS SELECT * FROM "
+                                      "drift_current;")
+    run_sql(spark, head)
+    spark.sql("CREATE OR REPLACE TEMPORARY VIEW drift_current_rows AS SELECT * FROM drift_current")
+    spark.sql("CACHE TABLE drift_current_rows")  # predicted once, read by every test
+    try:
+        return [dict(zip(COLUMNS, row)) for row in run_sql(spark, report).collect()]
+    finally:
+        spark.sql("UNCACHE TABLE drift_current_rows")
+
+
+# ---- training ---------------------------------------------------------------------------------------------------
+
+def choose_cutoff(spark, settings: Settings, cutoff: str | None = None) -> dt.date:
+    """training.choose_cutoff on Spark's usable_lines (the same day for the same lines)."""
+    from .training import TrainingError, choose_cutoff as duck_cutoff
+
+    if cutoff or settings.cutoff:
+        return duck_cutoff(None, settings, cutoff)
+    day = spark.sql(f"""SELECT date_add(DATE '1970-01-01', CAST(percentile_disc({1 - settings.valid_fraction})
+                           WITHIN GROUP (ORDER BY datediff(sale_day, DATE '1970-01-01')) AS INT))
+                        FROM usable_lines""").collect()[0][0]
+    if day is None:
+        raise TrainingError("there are no usable invoice lines; create_views() over some invoices first")
+    return day
+
+
+def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None, *, cutoff: str | None = None,
+            num_workers: int | None = None) -> tuple[int, dict]:
+    """Train on Spark's training_set (create_views first) with xgboost.spark.SparkXGBClassifier: the time split,
+    class weights and early stopping of `sales-sql retrain`; log the run to the MLflow store of db_path and
+    register a new version (its drift baseline goes into db_path, as a DuckDB retrain's does). Returns (version,
+    validation metrics)."""
+    import mlflow
+    from types import SimpleNamespace
+    from xgboost.spark import SparkXGBClassifier
+
+    from . import registry, training
+    from .monitor import BASELINE_ROWS, baseline_table
+
+    settings = settings or load_settings()
+    day = choose_cutoff(spark, settings, cutoff)
+    spec = training.feature_spec(settings)
+    before = f"sale_day < DATE '{day.isoformat()}'"
+    counts = {(b, c): n for b, c, n in spark.sql(f"SELECT {before}, label, count(*) FROM training_set "
+                                                  "GROUP BY ALL").collect()}
+    train_counts = [counts.get((True, c), 0) for c in CLASSES]
+    valid_counts = [counts.get((False, c), 0) for c in CLASSES]
+    if not sum(train_counts) or not sum(valid_counts):
+        raise training.TrainingError(f"the cut-off {day} leaves no usable lines on one side; choose another --cutoff")
+    if sum(n > 0 for n in train_counts) < 2:
+        raise training.TrainingError(f"the lines before {day} hold only one class; a classifier needs at least two")
+    weights = training.class_weights(train_counts, settings.class_weight)
+    index = " ".join(f"WHEN '{c}' THEN {i}" for i, c in enumerate(CLASSES))
+    weight = " ".join(f"WHEN '{c}' THEN {float(w)!r}" for c, w in zip(CLASSES, weights))
+    features = ", ".join(f"CAST({f'hashed[{f[7:]}]' if f.startswith('hashed_') else f} AS FLOAT) AS {f}"
+                         for f in spec["features"])
+    # the features once (fit, validation and the baseline sample read them), with what the baseline keeps
+    data = spark.sql(f"""SELECT {features}, CASE label {index} END AS label_index, CASE label {weight} END AS weight,
+                                NOT ({before}) AS is_valid, line_id, quantity_sold, unit_price AS price, branch_id,
+                                item_code, sale_day
+                         FROM training_set""").cache()
+    params = training.xgb_params(settings)
+    workers = num_workers or spark.sparkContext.defaultParallelism
+    classifier = SparkXGBClassifier(
+        features_col=spec["features"], label_col="label_index", weight_col="weight",
+        validation_indicator_col="is_valid", num_workers=workers, n_estimators=settings.num_boost_round,
+        early_stopping_rounds=settings.early_stopping_rounds or None, eval_metric="mlogloss", tree_method="hist",
+        max_depth=settings.max_depth, min_child_weight=settings.min_child_weight,
+        learning_rate=settings.learning_rate, subsample=settings.subsample,
+        colsample_bytree=settings.colsample_bytree, max_bin=settings.max_bin, random_state=settings.seed)
+    client = registry.mlflow_client(db_path)
+    experiment_id = registry._experiment_id(client, db_path, settings)
+    with mlflow.start_run(experiment_id=experiment_id):
+        mlflow.log_params({**{k: v for k, v in params.items() if k != "nthread"}, "cutoff": str(day),
+                           "train_rows": sum(train_counts), "valid_rows": sum(valid_counts), "engine": "spark",
+                           "num_workers": workers, "class_weight": settings.class_weight,
+                           "num_boost_round": settings.num_boost_round,
+                           "early_stopping_rounds": settings.early_stopping_rounds})
+        mlflow.log_dict(vars(settings), "config.json")
+        mlflow.log_dict(spec, "feature_spec.json")
+        model = classifier.fit(data)
+        booster = model.get_booster()
+        rounds = booster.num_boosted_rounds()
+        best = booster.best_iteration if settings.early_stopping_rounds and booster.attr("best_iteration") else \
+            rounds - 1
+        booster = booster[: best + 1]
+        curve = model.training_summary.validation_objective_history.get("mlogloss", [])
+        for step, loss in enumerate(curve):
+            mlflow.log_metric("valid_mlogloss", loss, step=step)
+        cm, log_loss = _validate(spark, data.where("is_valid"), booster, spec["features"])
+        metrics = training.confusion_metrics(cm, log_loss)
+        majority = int(np.argmax(train_counts))
+        guess = np.zeros((3, 3), np.int64)
+        guess[:, majority] = valid_counts
+        mlflow.log_metrics({"best_iteration": best, "resumed_from": 0})
+        # the drift baseline: a seeded sample of the training lines (about BASELINE_ROWS) with the model's classes
+        picked = data.where("NOT is_valid").sample(min(1.0, 1.2 * BASELINE_ROWS / sum(train_counts)), settings.seed) \
+            .orderBy("line_id").limit(BASELINE_ROWS).toArrow()
+        X = np.column_stack([picked[f].to_numpy(zero_copy_only=False) for f in spec["features"]]).astype(np.float32)
+        sample = picked.select(["quantity_sold", "price", "branch_id", "item_code", "sale_day"]) \
+            .rename_columns(["quantity_sold", "unit_price", "branch_id", "item_code", "sale_day"])
+        data.unpersist()
+        return registry.register_version(
+            db_path, settings, client, booster, metrics, {"majority": training.confusion_metrics(guess)},
+            lambda: baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster), day, None)
+
+
+def _validate(spark, valid, booster, features: list[str]) -> tuple[np.ndarray, float]:
+    """The confusion matrix and log loss of the booster on the validation rows, computed on the executors (only
+    nine counts and a sum reach the driver)."""
+    raw = spark.sparkContext.broadcast(bytes(booster.save_raw("ubj")))
+
+    def score(batches):
+        import xgboost as xgb
+
+        model = xgb.Booster()
+        model.load_model(bytearray(raw.value))
+        model.set_param({"nthread": 1})
+        for rb in batches:
+            X = np.column_stack([rb.column(f).to_numpy(zero_copy_only=False) for f in features]).astype(np.float32)
+            p = model.inplace_predict(X)
+            y = rb.column("label_index").to_numpy(zero_copy_only=False)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(y * 3 + p.argmax(1), pa.int32()),
+                 pa.array(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1.0)).astype(np.float64))],
+                names=["cell", "loss"])
+
+    rows = valid.select(*features, "label_index").mapInArrow(score, "cell int, loss double") \
+        .groupBy("cell").agg({"loss": "sum", "*": "count"}).collect()
+    cm = np.zeros(9, np.int64)
+    total = 0.0
+    for r in rows:
+        cm[r["cell"]] = r["count(1)"]
+        total += r["sum(loss)"]
+    return cm.reshape(3, 3), total / max(cm.sum(), 1)

@@ -1,0 +1,187 @@
+"""sales_sql on Apache Spark (local[2]): the same views, functions, models and drift as DuckDB's, on the same lines.
+
+Marked `spark` and `slow` (`pytest -m spark` runs them alone); they skip, saying so, where Java is missing."""
+import dataclasses
+import datetime as dt
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conftest import run_cli
+from sales_sql import close, connect
+from sales_sql.demo import generate, write
+from sales_sql.loader import load_file
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+if shutil.which("java") is None:
+    pytest.skip("Spark needs Java 17 or newer: install a JDK (e.g. apt install openjdk-17-jre-headless) and put "
+                "`java` on PATH", allow_module_level=True)
+engine = pytest.importorskip("sales_sql.spark", reason="pyspark is not installed: pip install 'sales_sql[spark]'")
+
+QUICK = {"num_boost_round": 40, "early_stopping_rounds": 10, "max_depth": 4, "checkpoint_every": 20}
+CUTOFF = "2024-06-01"
+ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, migrated_store, settings):
+    """A demo database with a DuckDB-trained version in production, a copy without a model, its export, and the
+    MLflow store they share (MLFLOW_TRACKING_URI for the module)."""
+    tmp = tmp_path_factory.mktemp("spark")
+    shutil.copy(migrated_store, tmp / "mlflow.db")
+    quick = dataclasses.replace(settings, **QUICK)
+    (tmp / "quick.toml").write_text("[training]\n" + "".join(f"{k} = {v}\n" for k, v in QUICK.items()))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        db = tmp / "shop.duckdb"
+        data = write(generate(lines=30_000, days=200), tmp / "inv.parquet")
+        load_file(connect(db, settings=settings), data, settings=settings)
+        close(db)
+        shutil.copy(db, tmp / "empty.duckdb")  # the same lines, no model deployed
+        from sales_sql.registry import promote, retrain
+
+        trained = retrain(str(db), quick, tmp / "models", cutoff=CUTOFF, progress=False)
+        promote(str(db), quick, trained.version, models_dir=tmp / "models")
+        run_cli("export", db, tmp / "export")
+        yield {"tmp": tmp, "db": db, "empty": tmp / "empty.duckdb", "export": tmp / "export", "quick": quick,
+               "duckdb_version": trained.version, "duckdb_f1": trained.metrics["macro_f1"]}
+
+
+@pytest.fixture(scope="module")
+def spark(work, settings):
+    session = engine.session("local[2]")
+    engine.create_views(session, work["export"], settings)
+    yield session
+    session.stop()
+
+
+def duck_table(db, sql, settings):
+    con = connect(db, read_only=True, settings=settings)
+    try:
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+        close(db)
+
+
+def assert_same(duck: pa.Table, spark: pa.Table):
+    """Column for column, value for value: numbers as float64 (NaN = NaN, NULL = NULL), the rest as Python."""
+    assert duck.column_names == spark.column_names and duck.num_rows == spark.num_rows
+    for name in duck.column_names:
+        a, b = duck[name].combine_chunks(), spark[name].combine_chunks()
+        if pa.types.is_integer(a.type) or pa.types.is_floating(a.type) or pa.types.is_decimal(a.type):
+            a, b = a.cast(pa.float64()), b.cast(pa.float64())
+            assert a.is_null().equals(b.is_null()), name
+            x, y = a.fill_null(0).to_numpy(), b.fill_null(0).to_numpy()
+            assert np.array_equal(x, y, equal_nan=True), (name, np.flatnonzero(~((x == y) | np.isnan(x)))[:5])
+        else:
+            assert a.to_pylist() == b.to_pylist(), name
+
+
+def test_spark_history_and_training_set_equal_duckdb_exactly(work, spark, settings):
+    order = "ORDER BY kind, key, sale_day"
+    assert_same(duck_table(work["db"], f"FROM history {order}", settings),
+                spark.sql(f"SELECT * FROM history {order}").toArrow())
+    duck = duck_table(work["db"], "FROM training_set ORDER BY line_id", settings)
+    theirs = spark.sql("SELECT * FROM training_set ORDER BY line_id").toArrow()
+    assert theirs.num_rows > 20_000 and duck["bi_n"].null_count < duck.num_rows
+    assert_same(duck.drop(["hashed"]), theirs.drop(["hashed"]))
+    assert duck["hashed"].to_pylist() == theirs["hashed"].to_pylist()
+
+
+def predictions(run, source):
+    return run(f"""SELECT line_id, predict_sales({ARGS}) AS p, predict_sales_class({ARGS}) AS c,
+                          predict_sales_proba(sale_time, branch_id, item_code) AS three,
+                          predict_sales(CAST(sale_day AS STRING), branch_id, item_code, unit_price).source AS four
+                   FROM {source} ORDER BY line_id""")
+
+
+def flat(table: pa.Table) -> pa.Table:
+    p = table["p"].combine_chunks()
+    proba = p.field("proba")
+    return pa.table({"line_id": table["line_id"], "label": p.field("label"), "low": proba.field("low"),
+                     "medium": proba.field("medium"), "high": proba.field("high"), "source": p.field("source"),
+                     "version": p.field("model_version"), "c": table["c"],
+                     "three_low": table["three"].combine_chunks().field("low"), "four": table["four"]})
+
+
+def test_predict_sales_on_spark_equals_duckdb_bit_for_bit(work, spark, settings):
+    assert engine.register(spark, settings, db=work["db"]) == "model"
+    theirs = flat(predictions(lambda q: spark.sql(q).toArrow(), "usable_lines"))
+    ours = flat(predictions(lambda q: duck_table(work["db"], q, settings), "usable_lines"))
+    assert set(theirs["source"].to_pylist()) == {"model"}
+    assert set(theirs["version"].to_pylist()) == {work["duckdb_version"]}
+    assert_same(ours, theirs)
+    # a date that does not cast answers NULL with source invalid_date, as in DuckDB
+    bad = spark.sql("SELECT predict_sales('not a date', '1', '10001') AS p").collect()[0]["p"]
+    assert bad["label"] is None and bad["source"] == "invalid_date"
+    explained = spark.sql("SELECT explain_sales_class(DATE '2024-07-01', '1', '10001') AS e").collect()[0]["e"]
+    assert 1 <= len(explained) <= 5 and all(e["feature"] for e in explained)
+
+
+def test_without_a_model_spark_answers_as_duckdbs_fallback(work, spark, settings):
+    assert engine.register(spark, settings, db=work["empty"]) == "fallback:no_model"
+    theirs = flat(predictions(lambda q: spark.sql(q).toArrow(), "usable_lines"))
+    ours = flat(predictions(lambda q: duck_table(work["empty"], q, settings), "usable_lines"))
+    assert set(theirs["source"].to_pylist()) == {"fallback:no_model"}
+    assert_same(ours, theirs)
+
+
+def test_a_spark_trained_version_serves_in_duckdb_and_a_duckdb_one_on_spark(work, spark, settings):
+    version, metrics = engine.retrain(spark, work["db"], work["quick"], cutoff=CUTOFF)
+    run_cli("promote", work["db"], str(version), "--force", "--config", work["tmp"] / "quick.toml",
+            "--models-dir", work["tmp"] / "models")
+    valid = duck_table(work["db"], f"""SELECT label, predict_sales({ARGS}) AS p FROM training_set
+                                       WHERE sale_day >= DATE '{CUTOFF}'""", settings)
+    from sales_sql.training import evaluate
+    from sales_sql.definition import CLASSES
+
+    p = valid["p"].combine_chunks()
+    assert set(p.field("source").to_pylist()) == {"model"} and set(p.field("model_version").to_pylist()) == {version}
+    y = np.array([CLASSES.index(c) for c in valid["label"].to_pylist()])
+    pred = np.array([CLASSES.index(c) for c in p.field("label").to_pylist()])
+    served = evaluate(y, pred)["macro_f1"]
+    assert abs(served - work["duckdb_f1"]) <= 0.02, (served, work["duckdb_f1"])
+    assert metrics["macro_f1"] == pytest.approx(served, abs=1e-9)  # Spark's executors scored the same rows alike
+    # and the DuckDB-trained version from the registry, on Spark
+    assert engine.register(spark, settings, db=work["db"], version=work["duckdb_version"]) == "model"
+    got = spark.sql("SELECT predict_sales(DATE '2024-07-01', '1', '10001').model_version AS v").collect()[0]["v"]
+    assert got == work["duckdb_version"]
+
+
+def test_drift_on_spark_equals_duckdbs_report(work, spark, settings):
+    from sales_sql import monitor
+
+    engine.register(spark, settings, db=work["db"], version=work["duckdb_version"])
+    end = dt.date(2024, 7, 15)
+    theirs = engine.drift(spark, settings, window_days=30, end=end)
+    con = connect(work["db"], settings=settings)
+    try:
+        from sales_sql.registry import promote
+
+        promote(str(work["db"]), work["quick"], work["duckdb_version"], force=True, models_dir=work["tmp"] / "models")
+        ours = monitor.check(con, settings, window_days=30, end=end, save=False).rows
+    finally:
+        con.close()
+        close(work["db"])
+    assert [r["feature"] for r in ours] == [r["feature"] for r in theirs]
+    for a, b in zip(ours, theirs):
+        for key in ("statistic", "p_value", "p_adjusted", "effect_size", "threshold", "n_window", "n_baseline"):
+            assert (a[key] is None) == (b[key] is None) and (a[key] is None or
+                                                              float(a[key]) == pytest.approx(float(b[key]), rel=1e-9)), \
+                (a["feature"], key, a[key], b[key])
+        assert a["is_drift"] == b["is_drift"], a["feature"]
+    assert json.dumps([r["feature"] for r in theirs])
+
+
+def test_retrain_on_spark_from_the_command_line_needs_its_input(work):
+    """(The training itself runs in the test above, in this module's session: a second JVM costs 20 s.)"""
+    refused = run_cli("retrain", work["db"], "--engine", "spark", check=False)
+    assert refused.returncode == 2 and "--engine spark needs --input DIR" in refused.stderr
+    assert "sale_month=" in " ".join(p.name for p in (work["export"] / "invoices").iterdir())
+    again = run_cli("export", work["db"], work["export"], check=False)
+    assert again.returncode == 1 and "exists" in again.stderr
