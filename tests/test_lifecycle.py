@@ -182,7 +182,7 @@ def test_killed_retrain_resumes_from_its_last_checkpoint(tmp_path, settings, sto
     """SIGKILL once a checkpoint exists; --resume continues from the latest checkpoint's iteration."""
     import xgboost as xgb
 
-    db = make_db(tmp_path, settings, lines=220_000, days=731)
+    db = make_db(tmp_path, settings, lines=100_000, days=365)
     cfg = config_file(tmp_path, settings, num_boost_round=80, early_stopping_rounds=0, checkpoint_every=20)
     env = {**os.environ, "SALES_SQL_CONFIG": str(cfg)}
     models = tmp_path / "models"
