@@ -27,9 +27,15 @@ def sql_text(name: str, settings: Settings, **values) -> str:
     the committed files equal) with $low_max / $medium_max / $buckets filled in from the settings (and any other
     $names from `values`, which must be numbers or already quoted SQL)."""
     text = RENDERED[name](settings.definition) if name in RENDERED else shipped(f"sql/{name}.sql").read_text("utf-8")
-    template = string.Template(text)
-    return template.substitute(low_max=settings.low_max, medium_max=settings.medium_max, buckets=settings.buckets,
-                               first_time=FIRST_TIME, last_time=LAST_TIME, **values)
+    return fill(text, settings, **values)
+
+
+def fill(text: str, settings: Settings, **values) -> str:
+    """SQL text with $low_max / $medium_max / $buckets / $first_time / $last_time from the settings (`values` may
+    give those too, and any other $names)."""
+    return string.Template(text).substitute({"low_max": settings.low_max, "medium_max": settings.medium_max,
+                                             "buckets": settings.buckets, "first_time": FIRST_TIME,
+                                             "last_time": LAST_TIME, **values})
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, name: str, settings: Settings) -> None:

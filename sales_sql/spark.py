@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import re
-import string
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ import pyarrow as pa
 
 from . import duck
 from .config import Settings, load_settings, shipped
-from .definition import CLASSES, FIRST_TIME, LAST_TIME, RENDERED, spark_dialect
+from .definition import CLASSES, FEATURES, FIRST_TIME, LAST_TIME, RENDERED, spark_dialect
 from .serving import Predictor
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
 
@@ -66,9 +65,8 @@ def sql_text(name: str, settings: Settings, **values) -> str:
         text = spark_dialect(re.search(r"CREATE OR REPLACE VIEW usable_lines AS.*?;", schema, re.S).group(0))
     else:
         text = spark_dialect(shipped(f"sql/{name}.sql").read_text("utf-8"))
-    return string.Template(text).substitute(low_max=settings.low_max, medium_max=settings.medium_max,
-                                            buckets=settings.buckets, first_time=spark_dialect(FIRST_TIME),
-                                            last_time=spark_dialect(LAST_TIME), **values)
+    return duck.fill(text, settings, first_time=spark_dialect(FIRST_TIME), last_time=spark_dialect(LAST_TIME),
+                     **values)
 
 
 def run_sql(spark, text: str):
@@ -172,18 +170,18 @@ def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) 
 
     from . import lookups, serving
 
-    layout_error = ""
+    unservable = ""
     con = duckdb.connect()
+    con.register("spark_history", spark.table(history).toArrow())
+    con.execute("CREATE TABLE history AS FROM spark_history")
+    (folder / "index").mkdir()
     try:
-        con.register("spark_history", spark.table(history).toArrow())
-        con.execute("CREATE TABLE history AS FROM spark_history")
-        layout = lookups.Layout.of(settings.definition)
-        lookups.build(layout, con, _mkdir(folder / "index"))
-    except lookups.LayoutError as e:
-        layout_error = f"{type(e).__name__}: {e}"
+        lookups.build(lookups.Layout.of(settings.definition), con, folder / "index")
+    except Exception as e:  # noqa: BLE001  as serving._history: the fallback answers, saying why
+        unservable = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
     finally:
         con.close()
-    meta, raw, baseline = {"version": None, "spec": None, "metrics": {}, "unservable": layout_error}, None, None
+    meta, raw, baseline = {"version": None, "spec": None, "metrics": {}, "unservable": unservable}, None, None
     if db is not None and version is None:
         from . import db as dbs
 
@@ -215,19 +213,15 @@ def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) 
     return dep.deployment().source
 
 
-def _mkdir(path: Path) -> Path:
-    path.mkdir()
-    return path
-
-
 def _load(folder: Path, settings: Settings):
     """The bundle's predictor (serving.Predictor over the bundle's deployment)."""
     from . import lookups, serving
 
     meta = json.loads((folder / "deployment.json").read_text())
-    layout = lookups.Layout.of(lookups.FEATURES if meta["unservable"] else settings.definition)
-    index = lookups.HistoryIndex(layout, arrays=lookups.mapped(folder / "index")) if not meta["unservable"] \
-        else lookups.HistoryIndex(layout)
+    if meta["unservable"]:  # the empty index of the shipped layout, as serving._history gives
+        index = lookups.HistoryIndex(lookups.Layout.of(FEATURES))
+    else:
+        index = lookups.HistoryIndex(lookups.Layout.of(settings.definition), arrays=lookups.mapped(folder / "index"))
     booster = folder / "booster.ubj"
     dep = serving.deployment(settings, index, meta["unservable"], meta["version"], meta["spec"], booster.read_bytes,
                              folder / meta["checked"] if "checked" in meta else None)

@@ -131,6 +131,16 @@ def test_without_a_model_spark_answers_as_duckdbs_fallback(work, spark, settings
     assert_same(ours, theirs)
 
 
+def test_a_definition_the_kernels_cannot_serve_falls_back_on_spark_as_in_duckdb(work, spark, settings):
+    from sales_sql.definition import FEATURES, KeyKind
+
+    odd = dataclasses.replace(settings, definition=dataclasses.replace(
+        FEATURES, kinds=FEATURES.kinds + (KeyKind("invoice", "inv", ("invoice_number",), "invoice", ("n",)),)))
+    assert engine.register(spark, odd, db=work["db"]) == "fallback:features_unavailable"
+    p = spark.sql("SELECT predict_sales(DATE '2024-07-01', '1', '10001') AS p").collect()[0]["p"]
+    assert p["source"] == "fallback:features_unavailable" and p["label"] in ("LOW", "MEDIUM", "HIGH")
+
+
 def test_a_spark_trained_version_serves_in_duckdb_and_a_duckdb_one_on_spark(work, spark, settings):
     version, metrics = engine.retrain(spark, work["db"], work["quick"], cutoff=CUTOFF)
     run_cli("promote", work["db"], str(version), "--force", "--config", work["tmp"] / "quick.toml",
