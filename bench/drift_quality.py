@@ -9,13 +9,13 @@ N lines (N = the mean number of lines in `drift.window_days` days) from the drif
 
     python bench/drift_quality.py
 """
-import tempfile
 import time
-from pathlib import Path
+
 
 import numpy as np
 import xgboost as xgb
 
+from sales_sql import scratch
 import sales_sql
 from sales_sql.demo import generate, write
 from sales_sql.loader import load_file
@@ -28,7 +28,7 @@ TRIES = 50
 
 def main():
     settings = sales_sql.load_settings()
-    folder = Path(tempfile.mkdtemp(prefix="sales_sql_drift_"))
+    folder = scratch.folder("drift")
     t0 = time.perf_counter()
     data_file = write(generate(drift_after="2025-10-01"), folder / "invoices.parquet")
     db = folder / "drift.duckdb"

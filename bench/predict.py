@@ -22,7 +22,6 @@ The first run trains and promotes the production model into bench/.cache/uci.duc
     python bench/predict.py
 """
 import os
-import tempfile
 import time
 from pathlib import Path
 from unittest import mock
@@ -30,6 +29,7 @@ from unittest import mock
 import numpy as np
 from uci import CUTOFF, fresh_mlflow_store, uci_database
 
+from sales_sql import scratch
 import sales_sql
 from sales_sql.config import load_settings
 from sales_sql.duck import active_deployment
@@ -52,7 +52,7 @@ def ensure_model(db: Path, settings) -> None:
 
         print("training and promoting the production model on UCI (first run only) ...", flush=True)
         fresh_mlflow_store()
-        models = tempfile.mkdtemp(prefix="sales_sql_models_")
+        models = str(scratch.folder("models"))
         retrain(str(db), settings, models, cutoff=CUTOFF, progress=False)
         promote(str(db), settings, models_dir=models)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from uci import CUTOFF, ROOT, fresh_mlflow_store, uci_database
 
+from sales_sql import scratch
 import sales_sql
 from sales_sql.config import load_settings
 from sales_sql.serving import load_deployment
@@ -102,7 +103,7 @@ def measure(db: Path, step: str, day: Path) -> tuple[float, float]:
             shutil.copy(db, copy)
             return timed("load", copy, day)
     if step == "retrain":
-        models = tempfile.mkdtemp(prefix="sales_sql_models_")
+        models = str(scratch.folder("models"))
         try:
             return timed("retrain", db, "--cutoff", CUTOFF, "--config", CONFIG, "--models-dir", models)
         finally:

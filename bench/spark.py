@@ -74,7 +74,7 @@ def main():
         spark_features = runs(lambda: spark.sql(FEATURES).collect())
         spark_answer = tuple(spark.sql(PREDICT).collect()[0])
     finally:
-        spark.stop()
+        engine.stop(spark)
     assert source == "model" and tuple(duck_answer) == spark_answer, (source, duck_answer, spark_answer)
 
     per_core = lambda times: lines / statistics.median(times) / cores  # noqa: E731

@@ -12,13 +12,13 @@ Each side runs twice, interleaved (this machine's speed drifts between runs); th
 """
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import xgboost as xgb
 from uci import CUTOFF, fresh_mlflow_store, uci_database
 
+from sales_sql import scratch
 import sales_sql
 from sales_sql.config import load_settings
 from sales_sql.training import load_dataset, xgb_params
@@ -35,13 +35,13 @@ def main():
         data = load_dataset(con, settings, CUTOFF)
 
     def plain():
-        return xgb.train(xgb_params(settings), data.dtrain, settings.num_boost_round, evals=[(data.dvalid, "valid")],
+        return xgb.train(xgb_params(settings), data.dtrain, settings.num_boost_round, evals=[(data.dstop, "stop")],
                          early_stopping_rounds=settings.early_stopping_rounds or None, verbose_eval=False)
 
     runs_command, runs_plain = [], []
     for _ in range(RUNS):  # interleaved: this machine's speed drifts between runs
         t = time.perf_counter()
-        out = subprocess.run([*command, "--models-dir", tempfile.mkdtemp(prefix="sales_sql_models_")],
+        out = subprocess.run([*command, "--models-dir", str(scratch.folder("models"))],
                              capture_output=True, text=True)
         runs_command.append(time.perf_counter() - t)
         if out.returncode:
@@ -50,8 +50,8 @@ def main():
         booster = plain()
         runs_plain.append(time.perf_counter() - t)
 
-    print(out.stdout.strip())  # the version, and its validation metrics beside the baselines
-    print(f"train rows {len(data.y_train):,}, valid rows {len(data.y_valid):,}, "
+    print(out.stdout.strip())  # the version, and its test-slice metrics beside the baselines
+    print(f"train rows {len(data.y_train):,}, early-stopping rows {len(data.y_stop):,}, test rows {len(data.y_test):,}, "
           f"plain xgboost rounds {booster.num_boosted_rounds()}")
     for name, runs in (("sales-sql retrain (end to end)", runs_command),
                        ("xgboost.train (same matrix)   ", runs_plain)):

@@ -1,7 +1,6 @@
 """Shared by the benchmarks: a database holding both UCI files (built once, reused), and a fresh MLflow store."""
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +29,8 @@ def uci_database() -> Path:
 
 def fresh_mlflow_store() -> str:
     """Point MLflow at a new sqlite store in a temporary folder, so benchmarks leave no runs behind."""
-    folder = tempfile.mkdtemp(prefix="sales_sql_bench_")
+    from sales_sql import scratch
+
+    folder = scratch.folder("bench")  # removed when the benchmark exits
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
     return folder

@@ -1,4 +1,4 @@
-"""The sales-sql command: a thin face over the library. Library errors become one-line messages."""
+"""The sales-sql command: a thin face over the library. Every outcome maps to one exit code (Contract, below)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,19 +8,49 @@ import sys
 import click
 import duckdb
 
-from . import db, duck
-from .config import ConfigError, load_settings
-from .loader import PRESETS, LoadError, load_files, parse_mapping
+from . import db
+from .config import load_settings
+from .loader import PRESETS, load_files, parse_mapping
+from .ops import cause
+
+# the exit-code contract of every command (docs/cli.md): schedulers branch on these three values alone
+DONE, FINDING, FAILED = 0, 1, 2
 
 
-def _fail(e: Exception) -> click.ClickException:
-    message = str(e)
-    holder = duck.lock_holder(e)
-    if holder:  # DuckDB: one writing process, or several reading ones, never both
-        message = (f"the database file is in use by another process ({holder}). "
-                   "Wait for it to finish or close that connection (sales_sql.close(path) in Python), then "
-                   "run this again. Read-only commands (query, models) can run beside other readers.")
-    return click.ClickException(message)
+class Finding(click.ClickException):
+    """What a command exists to report: drift found, the gate refused a version, doctor's WARN or FAIL."""
+    exit_code = FINDING
+
+
+def step(text: str) -> None:
+    """Name what the running command is doing, for the one line that reports a failure."""
+    click.get_current_context().meta["sales_sql.step"] = text
+
+
+class Contract(click.Group):
+    """The one place exit codes are decided. 0: done. 1: a Finding. 2: could not run or failed, whatever the exception
+    (a bad option, a library error, OSError, MemoryError, XGBoostError, a bug, Ctrl-C): one line on stderr that names
+    the command (and the step, where it named one) and the cause; the traceback too with --debug."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, Finding):
+            raise
+        except click.UsageError as e:  # click's own: exit 2 with the usage line
+            raise e
+        except (Exception, KeyboardInterrupt, click.Abort) as e:  # noqa: BLE001  the contract covers every failure
+            if ctx.meta.get("sales_sql.debug"):
+                import traceback
+
+                traceback.print_exc()
+            doing = ctx.meta.get("sales_sql.step")
+            where = f"{ctx.invoked_subcommand} failed" + (f" while {doing}" if doing else "")
+            why = e.format_message() if isinstance(e, click.ClickException) else cause(e) if isinstance(e, Exception) \
+                else "interrupted"
+            failed = click.ClickException(f"{where}: {why}")
+            failed.exit_code = FAILED
+            raise failed from None
 
 
 def _remember_config(ctx, param, value):
@@ -38,25 +68,27 @@ def config_option(command):
 
 def _settings():
     """The shipped defaults overridden by --config FILE, else $SALES_SQL_CONFIG (sales_sql.load_settings)."""
-    try:
-        return load_settings(click.get_current_context().find_object(dict).get("config"))
-    except ConfigError as e:
-        raise _fail(e) from None
+    return load_settings(click.get_current_context().find_object(dict).get("config"))
 
 
 def _open(path: str, read_only: bool = False):
-    try:
-        con = db.connect(path, read_only=read_only, settings=_settings())
-    except duckdb.Error as e:
-        raise _fail(e) from None
+    con = db.connect(path, read_only=read_only, settings=_settings())
     con.execute("SET enable_progress_bar = false")
     return con
 
 
-@click.group()
+@click.group(cls=Contract)
 @click.version_option(package_name="sales_sql")
-def main():
-    """sales_sql: retail sales-class prediction inside one DuckDB database file."""
+@click.option("--debug", is_flag=True, envvar="SALES_SQL_DEBUG",
+              help="On a failure, print the traceback under the one-line message (or set SALES_SQL_DEBUG=1).")
+@click.pass_context
+def main(ctx, debug):
+    """sales_sql: retail sales-class prediction inside one DuckDB database file.
+
+    Exit codes of every command: 0 done; 1 a finding the command exists to report (drift, the gate refused a
+    version, doctor found a WARN or FAIL); 2 could not run or failed (one line on stderr names the cause).
+    """
+    ctx.meta["sales_sql.debug"] = debug
 
 
 @main.command()
@@ -77,7 +109,7 @@ def config(init, force):
     if init:
         target = Path(init)
         if target.exists() and not force:
-            raise click.ClickException(f"{target} exists already; edit it, or add --force to overwrite it")
+            raise click.UsageError(f"{target} exists already; edit it, or add --force to overwrite it")
         target.write_text(DEFAULT_PATH.read_text(encoding="utf-8"), encoding="utf-8")
         click.echo(f"wrote the default settings to {target}; edit it and pass --config {target} "
                    f"(or set SALES_SQL_CONFIG={target})")
@@ -104,12 +136,9 @@ def generate(out, lines, seed, start, days, drift_after, drift_strength):
     """
     from .demo import generate as make, write
 
-    try:
-        table = make(lines=lines, seed=seed, start=start, days=days, drift_after=drift_after,
-                     drift_strength=drift_strength)
-        write(table, out)
-    except ValueError as e:
-        raise _fail(e) from None
+    table = make(lines=lines, seed=seed, start=start, days=days, drift_after=drift_after,
+                 drift_strength=drift_strength)
+    write(table, out)
     click.echo(f"wrote {table.num_rows} lines to {out}")
 
 
@@ -130,11 +159,8 @@ def load(database, files, preset, mapping, allow_rejects):
     Example: sales-sql load sales.duckdb ../shared/data/*.parquet --preset uci
     """
     con = _open(database)
-    try:
-        reports = load_files(con, files, preset=preset, mapping=parse_mapping(mapping),
-                             allow_rejects=allow_rejects, settings=_settings())
-    except (LoadError, ConfigError) as e:
-        raise _fail(e) from None
+    reports = load_files(con, files, preset=preset, mapping=parse_mapping(mapping), allow_rejects=allow_rejects,
+                         settings=_settings())
     for r in reports:
         reasons = ", ".join(f"{k}: {v}" for k, v in r.reasons.items()) or "none"
         click.echo(f"{r.file}: read {r.rows_read}, loaded {r.loaded} (returns/cancellations {r.returns}), "
@@ -151,11 +177,7 @@ def query(database, sql, max_rows):
 
     Example: sales-sql query sales.duckdb "SELECT label, count(*) FROM training_set GROUP BY 1"
     """
-    con = _open(database, read_only=True)
-    try:
-        con.sql(sql).show(max_rows=max_rows, max_width=160)
-    except duckdb.Error as e:
-        raise _fail(e) from None
+    _open(database, read_only=True).sql(sql).show(max_rows=max_rows, max_width=160)
 
 
 @main.command()
@@ -168,11 +190,7 @@ def export(database, folder):
 
     Example: sales-sql export sales.duckdb export/
     """
-    con = _open(database, read_only=True)
-    try:
-        counts = db.export(con, folder)
-    except (OSError, duckdb.Error) as e:
-        raise _fail(e) from None
+    counts = db.export(_open(database, read_only=True), folder)
     click.echo(f"wrote {counts['invoices']:,} invoice lines and {counts['history']:,} history rows to {folder}")
 
 
@@ -193,22 +211,19 @@ def predict(database, table, where, replace, batch_rows, memory_limit):
 
     Example: sales-sql predict sales.duckdb --where "sale_time >= DATE '2025-12-01'" --into december
     """
-    from .scoring import ScoreError, score_into
+    from .scoring import score_into
 
     def progress(done, total):
         click.echo(f"scored {done:,} of {total:,} lines", err=True)
 
     con = _open(database)
     try:
-        try:
-            con.execute("SET memory_limit = ?", [memory_limit])
-        except duckdb.Error as e:
-            raise click.BadParameter(f"{memory_limit!r}: {e}; write a size such as 512MB or 2GB",
-                                     param_hint="--memory-limit") from None
-        total, dep = score_into(con, _settings(), table, where, replace=replace, batch_rows=batch_rows,
-                                progress=progress)
-    except (ScoreError, ConfigError, duckdb.Error) as e:
-        raise _fail(e) from None
+        con.execute("SET memory_limit = ?", [memory_limit])
+    except duckdb.Error as e:
+        raise click.BadParameter(f"{memory_limit!r}: {e}; write a size such as 512MB or 2GB",
+                                 param_hint="--memory-limit") from None
+    total, dep = score_into(con, _settings(), table, where, replace=replace, batch_rows=batch_rows,
+                            progress=progress)
     answered = f"model v{dep.version}" if dep.source == "model" else f"the fallback heuristic ({dep.reason})"
     click.echo(f"wrote {total:,} predictions to {table} from {answered}")
 
@@ -241,17 +256,19 @@ def drift(database, window, end, fmt, plot, no_save):
     """
     import json
 
-    from .monitor import DriftError, check, plot as draw
+    from .monitor import check, plot as draw, save_report
 
-    try:
-        settings = _settings()
-        days = _days(window) if window else None
-        con = _open(database, read_only=no_save)
-        report = check(con, settings, window_days=days, end=end.date() if end else None, save=not no_save)
-        panels = draw(con, settings, report, plot) if plot else 0
-    except (DriftError, ConfigError, click.BadParameter, click.ClickException, duckdb.Error) as e:
-        click.echo(f"Error: {e.format_message() if isinstance(e, click.ClickException) else e}", err=True)
-        sys.exit(2)
+    settings = _settings()
+    days = _days(window) if window else None
+    con = _open(database, read_only=no_save)
+    report = check(con, settings, window_days=days, end=end.date() if end else None, save=False)
+    panels = 0
+    if plot:
+        step(f"writing the plot {plot}")
+        panels = draw(con, settings, report, plot)
+    if not no_save:  # after the plot: a check that failed is not in drift_report
+        step("saving the report")
+        save_report(con, settings, report)
     if fmt == "json":
         click.echo(json.dumps({"run_id": report.run_id, "window_start": str(report.window_start),
                                "window_end": str(report.window_end), "model_version": report.model_version,
@@ -271,23 +288,13 @@ def drift(database, window, end, fmt, plot, no_save):
         click.echo(f"drift in: {names}" if names else "no drift")
         if plot:
             click.echo(f"plot: {plot} ({panels} panels)" if panels else "plot: nothing drifted, no plot written")
-    sys.exit(1 if report.drifted else 0)
+    sys.exit(FINDING if report.drifted else DONE)
 
 
 def _lifecycle():
     from . import registry  # imports MLflow (seconds): only the lifecycle commands pay for it
 
     return registry
-
-
-def _lifecycle_failure(e: Exception) -> click.ClickException:
-    """Known failures of the lifecycle commands as one-line messages; anything else is re-raised."""
-    reg = _lifecycle()
-    if isinstance(e, reg.MlflowException):
-        e = reg.store_failed(e)
-    if isinstance(e, (reg.RegistryError, reg.TrainingError, ConfigError, duckdb.Error)):
-        return _fail(e)
-    raise e
 
 
 models_dir_option = click.option("--models-dir", default="models", show_default=True, type=click.Path(file_okay=False),
@@ -319,22 +326,21 @@ def retrain(database, cutoff, rounds, resume, engine, input_dir, master, num_wor
 
     from .training import prepare
 
-    try:
-        settings = _settings()
-        if rounds is not None:
-            settings = dataclasses.replace(settings, num_boost_round=rounds)
-        if engine == "spark":
-            return _retrain_on_spark(database, settings, cutoff, input_dir, master, num_workers)
-        # importing MLflow and opening its store take seconds: do it while DuckDB reads the data
-        with ThreadPoolExecutor(1) as pool:
-            warm = pool.submit(lambda: _lifecycle().warm_up(database, settings))
-            try:
-                prepared = prepare(database, settings, cutoff)
-            finally:
-                warm.result()
-        r = _lifecycle().retrain(database, settings, models_dir, cutoff=cutoff, resume=resume, prepared=prepared)
-    except Exception as e:
-        raise _lifecycle_failure(e) from None
+    settings = _settings()
+    if rounds is not None:
+        settings = dataclasses.replace(settings, num_boost_round=rounds)
+    if engine == "spark":
+        return _retrain_on_spark(database, settings, cutoff, input_dir, master, num_workers)
+    # importing MLflow and opening its store take seconds: do it while DuckDB reads the data
+    step("reading the training data")
+    with ThreadPoolExecutor(1) as pool:
+        warm = pool.submit(lambda: _lifecycle().warm_up(database, settings))
+        try:
+            prepared = prepare(database, settings, cutoff)
+        finally:
+            warm.result()
+    step("training and registering")
+    r = _lifecycle().retrain(database, settings, models_dir, cutoff=cutoff, resume=resume, prepared=prepared)
     if r.resumed_from:
         click.echo(f"resumed from iteration {r.resumed_from}")
     click.echo(f"registered {settings.model_name} version {r.version} (run {r.run_id}), {r.rounds} rounds")
@@ -349,14 +355,16 @@ def _retrain_on_spark(database, settings, cutoff, input_dir, master, num_workers
     try:
         from . import spark as engine
     except ImportError as e:
-        raise click.ClickException(f"--engine spark needs pyspark ({e}): pip install 'sales_sql[spark]' "
+        raise click.UsageError(f"--engine spark needs pyspark ({e}): pip install 'sales_sql[spark]' "
                                    "(and Java 17 or newer)") from None
+    step("starting Spark")
     session = engine.session(master)
     try:
         engine.create_views(session, input_dir, settings)
+        step("training on Spark and registering")
         version, metrics = engine.retrain(session, database, settings, cutoff=cutoff, num_workers=num_workers)
     finally:
-        session.stop()
+        engine.stop(session)
     click.echo(f"registered {settings.model_name} version {version} (trained on Spark, {master})")
     click.echo(_metrics_table([("model", metrics)]))
 
@@ -371,20 +379,27 @@ def _metrics_table(rows) -> str:
 @main.command()
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
 @click.argument("version", type=int, required=False)
-@click.option("--best", is_flag=True, help="Promote the version with the best validation macro-F1.")
-@click.option("--force", is_flag=True, help="Promote even if it scores below the current production version.")
+@click.option("--best", is_flag=True, help="Promote, of the versions that can serve under the current settings, the "
+              "one with the best macro-F1 on the lines none of them trained on.")
+@click.option("--force", is_flag=True, help="Skip the gate: promote even a version worse than production, or one "
+              "that cannot serve under the current settings.")
 @models_dir_option
 @config_option
 def promote(database, version, best, force, models_dir):
     """Make VERSION (default: the latest) production: MLflow alias @production, the deployed copy in
-    DATABASE and the bundle in models/. Refuses a worse model than production unless --force.
+    DATABASE and the bundle in models/. The gate first scores VERSION and production as SQL serves them now, on
+    VERSION's test slice, and refuses VERSION when it is worse beyond the bootstrap interval (gate.require) or cannot
+    serve under the current settings (a production version that cannot serve counts as absent); --force skips it.
+    Exit code 1: the gate refused.
 
     Example: sales-sql promote sales.duckdb --best
     """
+    registry = _lifecycle()
     try:
-        v = _lifecycle().promote(database, _settings(), version, best=best, force=force, models_dir=models_dir)
-    except Exception as e:
-        raise _lifecycle_failure(e) from None
+        v = registry.promote(database, _settings(), version, best=best, force=force, models_dir=models_dir,
+                             say=lambda line: click.echo(line, err=True))
+    except registry.GateRefused as e:
+        raise Finding(str(e)) from None
     click.echo(f"version {v} is production and deployed in {database}")
 
 
@@ -397,10 +412,7 @@ def rollback(database, models_dir):
 
     Example: sales-sql rollback sales.duckdb
     """
-    try:
-        v = _lifecycle().rollback(database, _settings(), models_dir=models_dir)
-    except Exception as e:
-        raise _lifecycle_failure(e) from None
+    v = _lifecycle().rollback(database, _settings(), models_dir=models_dir)
     click.echo(f"rolled back: version {v} is production and deployed in {database}")
 
 
@@ -408,14 +420,11 @@ def rollback(database, models_dir):
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
 @config_option
 def models(database):
-    """List registered versions with their validation metrics; * = @production, D = deployed in DATABASE.
+    """List registered versions with their test-slice metrics; * = @production, D = deployed in DATABASE.
 
     Example: sales-sql models sales.duckdb
     """
-    try:
-        rows = _lifecycle().list_models(database, _settings())
-    except Exception as e:
-        raise _lifecycle_failure(e) from None
+    rows = _lifecycle().list_models(database, _settings())
     if not rows:
         click.echo("no versions registered yet; run `sales-sql retrain`")
     click.echo(f"{'version':>7} {'prod':>4} {'here':>4} {'accuracy':>9} {'macro-F1':>9}  cutoff")
@@ -446,24 +455,22 @@ def _findings(rows, fmt: str, head: tuple[str, str]) -> None:
 def doctor(database, fmt):
     """Check the health of DATABASE without changing it: schema and history, the deployed model, MLflow's
     @production alias, the last drift check, rejected lines, free disk. Each finding that is not OK names the
-    command that fixes it. Exit code 0: all OK, 1: a WARN or FAIL, 2: the check could not run.
+    command that fixes it. Exit code 0: all OK, 1: a WARN or FAIL, 2: the check could not run. It writes nothing
+    into DATABASE or MLflow; like any first prediction, it may write the prediction caches beside the file
+    (DATABASE.index/: the history index and the checked trees, safe to delete).
 
     Example: sales-sql doctor sales.duckdb --format json
     """
     import os
 
-    from .ops import OK, OpsError, doctor as check_health
+    from .ops import OK, doctor as check_health
 
     # a health check answers in seconds: no minutes of MLflow's HTTP retries against a server that is down
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    try:
-        found = check_health(database, _settings())
-    except (OpsError, click.ClickException) as e:
-        click.echo(f"Error: {e.format_message() if isinstance(e, click.ClickException) else e}", err=True)
-        sys.exit(2)
+    found = check_health(database, _settings())
     _findings(found, fmt, ("check", "status"))
-    sys.exit(0 if all(f.status == OK for f in found) else 1)
+    sys.exit(DONE if all(f.status == OK for f in found) else FINDING)
 
 
 @main.command()
@@ -487,7 +494,7 @@ def pipeline(database, files, cutoff, force, wait, preset, allow_rejects, fmt, m
 
     Example: sales-sql pipeline sales.duckdb incoming/2025-12-*.parquet --wait 5m
     """
-    from .ops import OpsError, exit_code, parse_duration, pipeline as run
+    from .ops import parse_duration, pipeline as run
 
     def say(message):
         click.echo(message, err=True)
@@ -496,14 +503,11 @@ def pipeline(database, files, cutoff, force, wait, preset, allow_rejects, fmt, m
         seconds = parse_duration(wait)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--wait") from None
-    try:
-        steps = run(database, files, _settings(), cutoff=cutoff, force=force, wait=seconds, models_dir=models_dir,
-                    preset=preset, allow_rejects=allow_rejects, say=say)
-    except (OpsError, click.ClickException) as e:
-        click.echo(f"Error: {e.format_message() if isinstance(e, click.ClickException) else e}", err=True)
-        sys.exit(2)
+    steps = run(database, files, _settings(), cutoff=cutoff, force=force, wait=seconds, models_dir=models_dir,
+                preset=preset, allow_rejects=allow_rejects, say=say)
     _findings(steps, fmt, ("step", "status"))
-    sys.exit(exit_code(steps))
+    statuses = {s.status for s in steps}  # a failed step ends the run; the steps before it stay done
+    sys.exit(FAILED if "failed" in statuses else FINDING if statuses & {"refused", "drift"} else DONE)
 
 
 if __name__ == "__main__":

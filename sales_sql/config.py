@@ -31,6 +31,7 @@ class Settings:
 
     low_max: int
     medium_max: int
+    time_zone: str
     buckets: int
     drift_window_days: int
     ks_effect_threshold: float
@@ -39,6 +40,7 @@ class Settings:
     performance_drop: float
     cutoff: str
     valid_fraction: float
+    stop_fraction: float
     num_boost_round: int
     early_stopping_rounds: int
     checkpoint_every: int
@@ -52,9 +54,21 @@ class Settings:
     seed: int
     experiment: str
     model_name: str
+    gate_require: str
+    gate_confidence: float
     source: str
     # the feature definition (not a settings-file key): the shipped one, or another for a test or an experiment
     definition: Definition = FEATURES
+
+
+def _is_zone(value: str) -> bool:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return False
+    return True
 
 
 def _is_day_or_empty(value: str) -> bool:
@@ -71,6 +85,8 @@ def _is_day_or_empty(value: str) -> bool:
 FIELDS = {
     ("classes", "low_max"): ("low_max", int, lambda v: v >= 0, "a whole number >= 0"),
     ("classes", "medium_max"): ("medium_max", int, lambda v: v >= 1, "a whole number >= 1"),
+    ("invoices", "time_zone"): ("time_zone", str, _is_zone, 'an IANA time zone name such as "UTC" or '
+                                                           '"Europe/London"'),
     ("hashing", "buckets"): ("buckets", int, lambda v: 3 <= v <= 4096, "a whole number from 3 to 4096"),
     ("drift", "window_days"): ("drift_window_days", int, lambda v: v >= 1, "a whole number of days >= 1"),
     ("drift", "ks_effect_threshold"): ("ks_effect_threshold", float, lambda v: v > 0, "a number > 0"),
@@ -79,6 +95,7 @@ FIELDS = {
     ("drift", "performance_drop"): ("performance_drop", float, lambda v: 0 < v < 1, "a number between 0 and 1"),
     ("training", "cutoff"): ("cutoff", str, _is_day_or_empty, 'a date "YYYY-MM-DD" or "" for automatic'),
     ("training", "valid_fraction"): ("valid_fraction", float, lambda v: 0 < v < 1, "a number between 0 and 1"),
+    ("training", "stop_fraction"): ("stop_fraction", float, lambda v: 0 < v < 1, "a number between 0 and 1"),
     ("training", "num_boost_round"): ("num_boost_round", int, lambda v: v >= 1, "a whole number >= 1"),
     ("training", "early_stopping_rounds"): ("early_stopping_rounds", int, lambda v: v >= 0, "a whole number >= 0"),
     ("training", "checkpoint_every"): ("checkpoint_every", int, lambda v: v >= 1, "a whole number >= 1"),
@@ -92,6 +109,8 @@ FIELDS = {
     ("training", "seed"): ("seed", int, lambda v: v >= 0, "a whole number >= 0"),
     ("registry", "experiment"): ("experiment", str, bool, "a non-empty name"),
     ("registry", "model_name"): ("model_name", str, bool, "a non-empty name"),
+    ("gate", "require"): ("gate_require", str, lambda v: v in ("not_worse", "better"), '"not_worse" or "better"'),
+    ("gate", "confidence"): ("gate_confidence", float, lambda v: 0.5 <= v < 1, "a number from 0.5 to below 1"),
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from .config import Settings, load_settings
-from .duck import first_row, is_read_only, run_sql, sql_text, transaction
+from .duck import first_row, is_read_only, quote_literal, run_sql, sql_text, transaction
 from .udfs import register_udfs
 
 # DuckDB bug (shared/notes/duckdb-udf-facts.md): once the connection that registered a UDF is closed or
@@ -93,9 +93,17 @@ def register(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -
     """
     settings = settings or load_settings()
     register_udfs(con, settings)
+    in_zone(con, settings)
     if not is_read_only(con):
         ensure_schema(con, settings)
     _registered[id(con)] = con
+    return con
+
+
+def in_zone(con: duckdb.DuckDBPyConnection, settings: Settings) -> duckdb.DuckDBPyConnection:
+    """Set the connection's TimeZone to the time_zone setting: a TIMESTAMP WITH TIME ZONE given to the prediction
+    functions is then a wall-clock time of that zone, as loaded lines are, whatever the machine's zone."""
+    con.execute(f"SET TimeZone = {quote_literal(settings.time_zone)}")
     return con
 
 
@@ -123,7 +131,7 @@ def connect(path: str = ":memory:", *, read_only: bool = False, settings: Settin
             _registered.pop(id(anchor), None)
             raise
         _anchors[key] = anchor
-    return anchor.cursor()
+    return in_zone(anchor.cursor(), settings or load_settings())
 
 
 @contextlib.contextmanager

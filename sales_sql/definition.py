@@ -65,7 +65,11 @@ class Definition:
     hashed: tuple[str, str] = ("branch_id", "item_code")  # hash_features' two columns, `hashed` in the view
 
     def statistic(self, name: str) -> Statistic:
-        return next(s for s in self.statistics if s.name == name)
+        found = next((s for s in self.statistics if s.name == name), None)
+        if found is None:
+            raise KeyError(f"the feature definition has no statistic {name!r}; it has "
+                           f"{[s.name for s in self.statistics]}")
+        return found
 
     def features(self, buckets: int) -> list[str]:
         """The model's feature names in matrix order (the order of training_set's columns, hashed spread out)."""

@@ -91,8 +91,14 @@ def _resolve_columns(columns: dict[str, str], preset: str, mapping: dict[str, st
     return chosen
 
 
-def _typed(target: str, col: str | None, sql_type: str | None) -> str:
-    """SQL turning a raw source column into the invoice column's type (NULL where it cannot)."""
+# a time of day followed by a zone or an offset: Z, +09, -0500, +05:30
+_ZONED_TEXT = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d(:?\d\d)?)$"
+
+
+def _typed(target: str, col: str | None, sql_type: str | None, zone: str) -> str:
+    """SQL turning a raw source column into the invoice column's type (NULL where it cannot). Zoned sale times
+    become wall-clock times in `zone` (the time_zone setting), explicitly: never in DuckDB's session zone, which is
+    the machine's."""
     if col is None:
         return "NULL"
     c = quote_ident(col)
@@ -100,9 +106,14 @@ def _typed(target: str, col: str | None, sql_type: str | None) -> str:
     numeric = t in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                     "UBIGINT", "FLOAT", "DOUBLE", "REAL"} or t.startswith("DECIMAL")
     if target == "sale_time":
+        if t in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
+            return f"timezone({quote_literal(zone)}, {c})"
         if t.startswith("TIMESTAMP") or t == "DATE":
             return f"TRY_CAST({c} AS TIMESTAMP)"
-        return f"TRY_CAST(trim(CAST({c} AS VARCHAR)) AS TIMESTAMP)"
+        text = f"trim(CAST({c} AS VARCHAR))"
+        return (f"CASE WHEN regexp_matches({text}, '{_ZONED_TEXT}') "
+                f"THEN timezone({quote_literal(zone)}, TRY_CAST({text} AS TIMESTAMPTZ)) "
+                f"ELSE TRY_CAST({text} AS TIMESTAMP) END")
     if target in ("quantity_sold", "unit_price"):
         return f"TRY_CAST({c} AS DOUBLE)" if numeric else f"TRY_CAST(trim(CAST({c} AS VARCHAR)) AS DOUBLE)"
     if t in {"FLOAT", "DOUBLE", "REAL"} or t.startswith("DECIMAL"):
@@ -141,7 +152,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _stage(con: duckdb.DuckDBPyConnection, path: Path, preset: str, mapping: dict[str, str]) -> int:
+def _stage(con: duckdb.DuckDBPyConnection, path: Path, preset: str, mapping: dict[str, str], zone: str) -> int:
     """Fill temp table _stage (typed columns, line, reason, raw); return the count of malformed CSV lines."""
     name = path.name.lower()
     con.execute("DROP TABLE IF EXISTS _csv_rejects; DROP TABLE IF EXISTS _csv_scans")
@@ -159,7 +170,7 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, preset: str, mapping: dic
         types = {row[0]: row[1] for row in described if row[0] != "file_row_number"}
         cols = _resolve_columns(types, preset, mapping, str(path))
         raw_cols = ", ".join(f"{_raw(cols.get(t))} AS raw_{t}" for t in ("sale_time", "quantity_sold", "unit_price"))
-        typed_cols = ", ".join(f"{_typed(t, cols.get(t), types.get(cols.get(t)))} AS {t}" for t in TARGETS)
+        typed_cols = ", ".join(f"{_typed(t, cols.get(t), types.get(cols.get(t)), zone)} AS {t}" for t in TARGETS)
         raw_text = " || ',' || ".join(f"coalesce({_raw(c)}, '')" for c in cols.values())
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _read AS SELECT {line or 'NULL::BIGINT'} AS line, "
@@ -204,7 +215,7 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
     sha = file_sha256(path)
     report = LoadReport(file=str(path))
     try:
-        _stage(con, path, preset, mapping or {})
+        _stage(con, path, preset, mapping or {}, settings.time_zone)
         report.rows_read, report.rejected = first_row(
             con, "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM _stage")
         report.reasons = dict(con.execute("""

@@ -52,7 +52,10 @@ class Layout:
     def of(cls, definition: Definition) -> Layout:
         stats = tuple(dict.fromkeys(s for k in definition.kinds for s in k.stats))
         for s in (*stats, definition.divisor):
-            definition.statistic(s)  # StopIteration for a name the definition does not have
+            try:
+                definition.statistic(s)
+            except KeyError as e:
+                raise LayoutError(e.args[0]) from None
         f64_at = (4 * len(stats) + 7) // 8 * 8
         row = np.dtype({"names": [*stats, definition.divisor], "formats": [np.float32] * len(stats) + [np.float64],
                         "offsets": [4 * j for j in range(len(stats))] + [f64_at], "itemsize": f64_at + 8})

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -104,14 +106,23 @@ def check(con, settings: Settings, *, window_days: int | None = None, end: dt.da
                    performance_drop=float(settings.performance_drop))
     rows = [dict(zip(COLUMNS, r)) for r in con.execute(sql).fetchall()]
     report = DriftReport(None, start, end, version, rows)
-    if save and not is_read_only(con):
-        report.run_id = first_row(con, "SELECT nextval('drift_run_seq')")[0]
-        with transaction(con):
-            con.executemany(
-                "INSERT INTO drift_report VALUES (?, current_localtimestamp(), ?, ?, ?, ?, " +
-                ", ".join("?" * len(COLUMNS)) + ")",
-                [[report.run_id, start, end, settings.model_name, version, *[r[c] for c in COLUMNS]] for r in rows])
+    if save:
+        save_report(con, settings, report)
     return report
+
+
+def save_report(con, settings: Settings, report: DriftReport) -> None:
+    """Append a check's rows to drift_report as one run (nothing on a read-only connection)."""
+    if is_read_only(con):
+        return
+    run_id = first_row(con, "SELECT nextval('drift_run_seq')")[0]
+    with transaction(con):
+        con.executemany(
+            "INSERT INTO drift_report VALUES (?, current_localtimestamp(), ?, ?, ?, ?, " +
+            ", ".join("?" * len(COLUMNS)) + ")",
+            [[run_id, report.window_start, report.window_end, settings.model_name, report.model_version,
+              *[r[c] for c in COLUMNS]] for r in report.rows])
+    report.run_id = run_id
 
 
 def plot(con, settings: Settings, report: DriftReport, path) -> int:
@@ -150,6 +161,11 @@ def plot(con, settings: Settings, report: DriftReport, path) -> int:
         ax.set_title(f"{r['feature']} ({r['test']}): effect {r['effect_size']:.3f} > {r['threshold']}", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    tmp = Path(f"{path}.tmp.png")  # whole or not at all
+    try:
+        fig.savefig(tmp, dpi=90)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return len(drifted)

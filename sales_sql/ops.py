@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import duckdb
 from . import db, duck
 from .config import Settings
 from .loader import LoadError, file_sha256, load_file
-from .monitor import DriftError, check
+from .monitor import check
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 SALES_SQL_TABLES = ("invoices", "rejected_rows", "load_log", "sales_sql_meta", "history", "history_daily",
@@ -34,6 +35,24 @@ class Finding:
     status: str
     detail: str
     fix: str = ""
+
+
+def cause(e: BaseException) -> str:
+    """One line for any exception: sales_sql's own errors are written for users and speak alone; any other names its
+    type (OSError, MemoryError, XGBoostError, a bug); a DuckDB lock names the process that holds the file."""
+    holder = duck.lock_holder(e)
+    if holder:  # DuckDB: one writing process, or several reading ones, never both
+        return (f"the database file is in use by another process ({holder}). Wait for it to finish or close that "
+                "connection (sales_sql.close(path) in Python), then run this again. Read-only commands (query, "
+                "models) can run beside other readers.")
+    if "mlflow" in sys.modules and type(e).__module__.startswith("mlflow"):
+        from .registry import store_failed
+
+        return str(store_failed(e))
+    text = str(e).strip().splitlines()[0][:500] if str(e).strip() else ""
+    if type(e).__module__.startswith("sales_sql."):
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 # ---- doctor -------------------------------------------------------------------------------------------------
@@ -79,7 +98,7 @@ def _history(con, settings: Settings, db_path: str) -> Finding:
 
 
 def _model(con, settings: Settings, db_path: str) -> Finding:
-    from .serving import MISMATCH, MODEL, NO_MODEL, UNSERVABLE, load_deployment
+    from .serving import MISMATCH, MODEL, NO_MODEL, READ_FAILED, UNSERVABLE, load_deployment
 
     warnings = _Captured()
     logging.getLogger("sales_sql").addHandler(warnings)
@@ -90,6 +109,9 @@ def _model(con, settings: Settings, db_path: str) -> Finding:
     retrain = f"sales-sql retrain {db_path} && sales-sql promote {db_path}"
     if dep.source in (NO_MODEL, MISMATCH, UNSERVABLE):
         return Finding("model", FAIL, dep.reason, retrain)
+    if dep.source == READ_FAILED:
+        return Finding("model", FAIL, dep.reason, f"check the disk and memory of this machine and the folder "
+                       f"{db_path}.index/ (safe to delete); predictions answer from the model again once it reads")
     if dep.source != MODEL:
         return Finding("model", FAIL, dep.reason, f"sales-sql promote {db_path} {dep.version} --force "
                        "(deploys that version again from MLflow)")
@@ -220,7 +242,6 @@ def pipeline(db_path: str, files, settings: Settings, *, cutoff: str | None = No
     promote through the gate, then check drift over the latest window (saved only when something changed).
     Returns one Finding per step: status done, skipped, refused (the gate), drift, or failed (the last one)."""
     from . import registry
-    from .training import TrainingError
 
     steps: list[Finding] = []
     con = open_waiting(db_path, settings, wait, say)
@@ -235,6 +256,8 @@ def pipeline(db_path: str, files, settings: Settings, *, cutoff: str | None = No
                 r = load_file(con, file, preset=preset, allow_rejects=allow_rejects, settings=settings)
             except LoadError as e:
                 return steps + [Finding("load", "failed", str(e), "correct the file, or pass --allow-rejects")]
+            except Exception as e:  # noqa: BLE001  any failure ends the run as a failed step, named
+                return steps + [Finding("load", "failed", f"{file}: {cause(e)}")]
             changed |= r.loaded > 0
             steps.append(Finding("load", "done", f"{file}: read {r.rows_read}, loaded {r.loaded}, duplicates "
                                  f"{r.duplicates}, rejected {r.rejected}"))
@@ -244,22 +267,24 @@ def pipeline(db_path: str, files, settings: Settings, *, cutoff: str | None = No
         else:
             try:
                 trained = registry.retrain(db_path, settings, models_dir, cutoff=cutoff, progress=False)
-            except (TrainingError, registry.RegistryError, registry.MlflowException, duckdb.Error) as e:
-                return steps + [Finding("retrain", "failed", f"{reason}: {e}")]
-            steps.append(Finding("retrain", "done", f"{reason}: version {trained.version}, validation macro-F1 "
+            except Exception as e:  # noqa: BLE001
+                return steps + [Finding("retrain", "failed", f"{reason}: {cause(e)}")]
+            steps.append(Finding("retrain", "done", f"{reason}: version {trained.version}, test macro-F1 "
                                  f"{trained.metrics['macro_f1']:.4f}"))
+            notes: list[str] = []  # what the gate compared, or why production counted as absent
             try:
-                version = registry.promote(db_path, settings, trained.version, models_dir=models_dir)
-                steps.append(Finding("promote", "done", f"version {version} is production"))
+                version = registry.promote(db_path, settings, trained.version, models_dir=models_dir,
+                                           say=notes.append)
+                steps.append(Finding("promote", "done", "; ".join([f"version {version} is production", *notes])))
                 changed = True
             except registry.GateRefused as e:
                 steps.append(Finding("promote", "refused", str(e)))
-            except (registry.RegistryError, registry.MlflowException, duckdb.Error) as e:
-                return steps + [Finding("promote", "failed", str(e))]
+            except Exception as e:  # noqa: BLE001
+                return steps + [Finding("promote", "failed", cause(e))]
         try:
             report = check(con, settings, save=changed)
-        except (DriftError, duckdb.Error) as e:
-            return steps + [Finding("drift", "failed", str(e))]
+        except Exception as e:  # noqa: BLE001
+            return steps + [Finding("drift", "failed", cause(e))]
         window = f"window {report.window_start} .. {report.window_end} against v{report.model_version}"
         drifted = ", ".join(r["feature"] for r in report.drifted)
         steps.append(Finding("drift", "drift" if drifted else "done",
@@ -268,12 +293,6 @@ def pipeline(db_path: str, files, settings: Settings, *, cutoff: str | None = No
         con.close()
         db.close(db_path)
     return steps
-
-
-def exit_code(steps: list[Finding]) -> int:
-    """pipeline's exit code: 2 a step failed, 1 the gate refused or drift was found, 0 otherwise."""
-    statuses = {s.status for s in steps}
-    return 2 if "failed" in statuses else 1 if statuses & {"refused", "drift"} else 0
 
 
 def parse_duration(text: str) -> float:
@@ -289,4 +308,4 @@ def parse_duration(text: str) -> float:
     return value
 
 
-__all__ = ["FAIL", "Finding", "OK", "OpsError", "WARN", "doctor", "exit_code", "parse_duration", "pipeline"]
+__all__ = ["FAIL", "Finding", "OK", "OpsError", "WARN", "doctor", "parse_duration", "pipeline"]

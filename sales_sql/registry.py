@@ -5,6 +5,7 @@ both or neither. Only the CLI's lifecycle commands import this module (the query
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
@@ -25,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from . import db, duck
 from .config import Settings
 from .monitor import baseline_table, store_baseline
-from .serving import load_deployment
+from .serving import history_index, load_deployment
 from .training import CLASSES, TrainingError, evaluate, prepare, run_key, train, xgb_params
 
 ALIAS = "production"
@@ -38,7 +39,8 @@ class RegistryError(ValueError):
 
 
 class GateRefused(RegistryError):
-    """promote's gate refused a version (worse than production, or without metrics); production is unchanged."""
+    """promote's gate refused a version (worse than production on the same lines, unable to serve, or without
+    metrics); production is unchanged."""
 
 
 def tracking_uri(db_path: str | os.PathLike) -> str:
@@ -87,7 +89,7 @@ def _plots(metrics: dict, booster: xgb.Booster, directory: Path) -> list[Path]:
     ax.set_ylabel("actual")
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, f"{v:,}", ha="center", va="center", color="black")
-    ax.set_title(f"validation: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+    ax.set_title(f"test slice: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
     fig.tight_layout()
     confusion = directory / "confusion_matrix.png"
     fig.savefig(confusion, dpi=100)
@@ -113,6 +115,7 @@ class RetrainResult:
     baselines: dict
     resumed_from: int
     rounds: int
+    stop: dict | None = None  # the early-stopping slice's metrics (optimistic: it chose the rounds)
 
 
 def warm_up(db_path: str, settings: Settings) -> None:
@@ -149,36 +152,40 @@ def _retrain(db_path, settings: Settings, models_dir, data, baselines: dict, res
     run_dir.mkdir(parents=True, exist_ok=True)
     with mlflow.start_run(run_id=state.get("run_id"), experiment_id=None if state else experiment_id) as run:
         state_file.write_text(json.dumps({"run_id": run.info.run_id}))
-        mlflow.log_params({**{k: v for k, v in params.items() if k != "nthread"}, "cutoff": str(data.cutoff),
-                           "train_rows": len(data.y_train), "valid_rows": len(data.y_valid),
-                           "class_weight": settings.class_weight, "num_boost_round": settings.num_boost_round,
+        mlflow.log_params({**{k: v for k, v in params.items() if k != "nthread"}, "class_weight": settings.class_weight,
+                           "num_boost_round": settings.num_boost_round,
                            "early_stopping_rounds": settings.early_stopping_rounds,
                            "database": str(Path(db_path).resolve())})
         mlflow.log_dict(vars(settings), "config.json")
         mlflow.log_dict(data.spec, "feature_spec.json")
         result = train(data, settings, run_dir, resume=resume, progress=progress)
         now = int(time.time() * 1000)
-        curve = [Metric("valid_mlogloss", loss, now, result.resumed_from + step)
-                 for step, loss in enumerate(result.history.get("valid", {}).get("mlogloss", []))]
+        curve = [Metric("stop_mlogloss", loss, now, result.resumed_from + step)
+                 for step, loss in enumerate(result.history.get("stop", {}).get("mlogloss", []))]
         for at in range(0, len(curve), 1000):  # batches of MLflow's maximum (one call per round: 1.7 s for 140)
             client.log_batch(run.info.run_id, metrics=curve[at:at + 1000])
-        proba = result.booster.predict(data.dvalid)
         mlflow.log_metrics({"best_iteration": result.best_iteration, "resumed_from": result.resumed_from})
+        stop = evaluate(data.y_stop, result.booster.predict(data.dstop)) if data.dstop is not None else None
         version, metrics = register_version(db_path, settings, client, result.booster,
-                                            evaluate(data.y_valid, proba), baselines,
-                                            lambda: baseline_table(data, result.booster), data.cutoff,
-                                            data.last_line_id)
+                                            evaluate(data.y_test, result.booster.predict(data.dtest)), baselines,
+                                            lambda: baseline_table(data, result.booster), data.slices,
+                                            data.last_line_id, stop)
     state_file.write_text(json.dumps({"run_id": run.info.run_id, "finished": True, "version": version}))
-    return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds)
+    return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds, stop)
 
 
 def register_version(db_path, settings: Settings, client: MlflowClient, booster: xgb.Booster, metrics: dict,
-                     baselines: dict, baseline, cutoff, last_line_id: int | None) -> tuple[int, dict]:
-    """Inside the active MLflow run: the validation metrics (training.evaluate's; and each baseline's, and the lift
-    over it), the plots, the booster as a new version, its drift baseline (also stored in db_path) and last its
-    metrics tags (promote refuses a version without them). `baseline()` gives the drift baseline table, once the
-    version exists. Both engines' retrains end here. Returns (version, metrics)."""
+                     baselines: dict, baseline, slices: dict, last_line_id: int, stop: dict | None) -> tuple[int, dict]:
+    """Inside the active MLflow run: the slices (each one's first and last day and lines), the test slice's metrics
+    (training.evaluate's; and each baseline's, and the lift over it), the early-stopping slice's beside them as
+    stop_* (optimistic: that slice chose the rounds), the plots, the booster as a new version, its drift baseline
+    (also stored in db_path) and last its tags (promote refuses a version without metrics). `baseline()` gives the
+    drift baseline table, once the version exists. Both engines' retrains end here. Returns (version, metrics)."""
+    mlflow.log_params({f"{name}_{part}": str(value) for name, (first, last, n) in slices.items()
+                       for part, value in (("from", first), ("through", last), ("rows", n))})
     mlflow.log_metrics({k: v for k, v in metrics.items() if k != "confusion"})
+    if stop is not None:
+        mlflow.log_metrics({f"stop_{k}": v for k, v in stop.items() if k != "confusion"})
     for name, m in baselines.items():
         mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in m.items() if k != "confusion"})
         mlflow.log_metric(f"lift_macro_f1_over_{name}", metrics["macro_f1"] - m["macro_f1"])
@@ -195,14 +202,15 @@ def register_version(db_path, settings: Settings, client: MlflowClient, booster:
     with tempfile.TemporaryDirectory() as tmp:
         pq.write_table(baseline, Path(tmp) / BASELINE_ARTIFACT)
         mlflow.log_artifact(str(Path(tmp) / BASELINE_ARTIFACT))
-    tags = {"macro_f1": f"{metrics['macro_f1']:.6f}", "accuracy": f"{metrics['accuracy']:.6f}", "cutoff": str(cutoff)}
+    tags = {"macro_f1": f"{metrics['macro_f1']:.6f}", "accuracy": f"{metrics['accuracy']:.6f}",
+            "cutoff": str(slices["test"][0]), TRAINED_THROUGH: str(last_line_id)}
     for tag, value in tags.items():
         client.set_model_version_tag(settings.model_name, str(version), tag, value)
     try:
         with db.opened(db_path, settings=settings) as con, duck.transaction(con):
             store_baseline(con, settings, version, baseline)
-            if last_line_id is not None:  # what `sales-sql pipeline` compares with the file's newest usable line
-                con.execute("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)", [TRAINED_THROUGH, str(last_line_id)])
+            # what `sales-sql pipeline` compares with the file's newest usable line
+            con.execute("INSERT OR REPLACE INTO sales_sql_meta VALUES (?, ?)", [TRAINED_THROUGH, str(last_line_id)])
     except duckdb.Error as e:
         raise RegistryError(f"version {version} is registered, but its drift baseline could not be written to "
                             f"{db_path}: {e}; `sales-sql promote` will copy it there") from None
@@ -210,7 +218,7 @@ def register_version(db_path, settings: Settings, client: MlflowClient, booster:
 
 
 def read_version(settings: Settings, version) -> tuple[bytes, dict, dict, pa.Table | None]:
-    """(booster UBJSON, feature spec, validation metrics, drift baseline or None) of a registered version (an
+    """(booster UBJSON, feature spec, test-slice metrics, drift baseline or None) of a registered version (an
     MLflow ModelVersion) from the current MLflow store."""
     try:
         booster = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{version.version}")
@@ -279,7 +287,8 @@ def _set_alias(client: MlflowClient, name: str, version: int | None) -> None:
 def _write_deployment(con, settings: Settings, version, booster_raw: bytes, spec: dict, metrics: dict,
                       new_status_of_active: str) -> None:
     """Inside the caller's transaction: retire (or roll back) the active row and add the new active one."""
-    con.execute("UPDATE deployed_models SET status = ? WHERE status = 'active'", [new_status_of_active])
+    con.execute("UPDATE deployed_models SET status = ? WHERE status = 'active' AND model_name = ?",
+                [new_status_of_active, settings.model_name])
     con.execute("""INSERT INTO deployed_models (model_name, version, run_id, booster, feature_spec, metrics, status)
                    VALUES (?, ?, ?, ?, ?, ?, 'active')""",
                 [settings.model_name, int(version.version), version.run_id, booster_raw, json.dumps(spec),
@@ -323,40 +332,95 @@ def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_d
 
 
 def promote(db_path: str, settings: Settings, version: int | None = None, *, best: bool = False,
-            force: bool = False, models_dir: str | os.PathLike = "models") -> int:
-    """Make a version production: the gate, then alias + deployed copy in the file + bundle in models/."""
+            force: bool = False, models_dir: str | os.PathLike = "models", say=lambda line: None) -> int:
+    """Make a version production: the gate, then alias + deployed copy in the file + bundle in models/.
+
+    The gate scores the candidate and the production version as SQL would serve them now (current settings, this
+    file's history) on the candidate's test slice, and refuses the candidate when gate.require says so (figures and
+    interval go to the candidate's run and tags, and to `say`). A production version that cannot serve counts as
+    absent; a candidate that cannot serve is refused. --force skips the gate."""
+    from . import gate
+
     client = mlflow_client(db_path, existing=True)
     versions = _versions(client, settings.model_name)
     if not versions:
         raise RegistryError(f"model {settings.model_name!r} has no versions yet; run `sales-sql retrain` first")
-    if best:
-        scored = [v for v in versions if not np.isnan(_macro_f1(v))]
-        if not scored:
-            raise RegistryError(f"no version of {settings.model_name!r} has validation metrics; "
-                                "run `sales-sql retrain`")
-        candidate = max(scored, key=_macro_f1)
-    elif version is None:
-        candidate = versions[-1]
-    else:
-        matches = [v for v in versions if int(v.version) == version]
-        if not matches:
-            raise RegistryError(f"version {version} of {settings.model_name!r} does not exist; existing: "
-                                f"{', '.join(v.version for v in versions)}")
-        candidate = matches[0]
-    if np.isnan(_macro_f1(candidate)) and not force:
-        raise GateRefused(f"version {candidate.version} has no validation metrics: the retrain that registered it "
-                            "did not finish. Retrain again, promote another version, or use --force to promote it "
-                            "anyway")
-    current = production_version(client, settings.model_name)
-    if current is not None and not force:
-        champion = next(v for v in versions if int(v.version) == current)
-        if _macro_f1(candidate) < _macro_f1(champion):
-            raise GateRefused(
-                f"version {candidate.version} (validation macro-F1 {_macro_f1(candidate):.4f}) is worse than "
-                f"production version {current} ({_macro_f1(champion):.4f}); not promoted. Use --force to promote "
-                "it anyway")
+    read = {}
+
+    def deployment_of(v):
+        if v.version not in read:
+            read[v.version] = read_version(settings, v)
+        raw, spec, _, _ = read[v.version]
+        return gate.served(settings, index, unservable, int(v.version), raw, spec)
+
+    with db.opened(db_path, settings=settings) as con:
+        index, unservable = history_index(con, settings.definition)
+        newest = duck.first_row(con, "SELECT coalesce(max(line_id), 0) FROM usable_lines")[0]
+        test = lambda v: (dt.date.fromisoformat(v.tags["cutoff"]), int(v.tags.get(TRAINED_THROUGH, newest)))  # noqa: E731
+        if best:
+            scored = [v for v in versions if not np.isnan(_macro_f1(v)) and "cutoff" in v.tags]
+            can = {v.version: dep for v in scored
+                   if (dep := deployment_of(v)).source == gate.MODEL}
+            if not can:
+                raise RegistryError(f"no version of {settings.model_name!r} has test metrics and can serve under the "
+                                    "current settings; run `sales-sql retrain`")
+            ranked = [v for v in scored if v.version in can]
+            common = max(test(v)[0] for v in ranked)  # lines no ranked version trained or stopped on
+            y, preds = gate.predictions(con, settings, [can[v.version] for v in ranked], common, newest)
+            f1s = [gate.macro_f1(y, p) for p in preds]
+            say("--best on the " + f"{len(y):,} lines from {common}: " +
+                ", ".join(f"v{v.version} {f:.4f}" for v, f in zip(ranked, f1s)))
+            candidate = ranked[int(np.argmax(f1s))]
+        elif version is None:
+            candidate = versions[-1]
+        else:
+            matches = [v for v in versions if int(v.version) == version]
+            if not matches:
+                raise RegistryError(f"version {version} of {settings.model_name!r} does not exist; existing: "
+                                    f"{', '.join(v.version for v in versions)}")
+            candidate = matches[0]
+        if np.isnan(_macro_f1(candidate)) and not force:
+            raise GateRefused(f"version {candidate.version} has no test metrics: the retrain that registered it did "
+                              "not finish. Retrain again, promote another version, or use --force to promote it "
+                              "anyway")
+        current = production_version(client, settings.model_name)
+        if not force:
+            mine = deployment_of(candidate)
+            if mine.source != gate.MODEL:
+                raise GateRefused(f"version {candidate.version} cannot serve under the current settings: {mine.reason}."
+                                  " Retrain under these settings, or use --force to promote it anyway")
+            if current is not None and current != int(candidate.version):
+                champion = next(v for v in versions if int(v.version) == current)
+                theirs = deployment_of(champion)
+                if theirs.source != gate.MODEL:
+                    say(f"production version {current} cannot serve under the current settings ({theirs.reason}); "
+                        "it counts as absent")
+                else:
+                    _gate(client, settings, candidate, current, say, *gate.predictions(
+                        con, settings, [mine, theirs], *test(candidate)))
     _deploy(db_path, settings, client, candidate, Path(models_dir), "retired")
     return int(candidate.version)
+
+
+def _gate(client: MlflowClient, settings: Settings, candidate, current: int, say, y, preds) -> None:
+    """Compare on the same lines, record the figures on the candidate (run metrics and version tags), decide."""
+    from . import gate
+
+    figures = gate.compare(y, *preds, settings.gate_confidence)
+    line = (f"version {candidate.version} macro-F1 {figures['candidate_macro_f1']:.4f} against production version "
+            f"{current} {figures['champion_macro_f1']:.4f} on the {figures['lines']:,} lines of its test slice: "
+            f"difference {figures['difference']:+.4f} ({settings.gate_confidence:.0%} interval "
+            f"{figures['low']:+.4f} .. {figures['high']:+.4f})")
+    client.log_batch(candidate.run_id, metrics=[Metric(f"gate_{k}", float(v), int(time.time() * 1000), 0)
+                                                for k, v in figures.items()])
+    for k in ("candidate_macro_f1", "champion_macro_f1", "low", "high"):
+        client.set_model_version_tag(settings.model_name, candidate.version, f"gate_{k}", f"{figures[k]:.6f}")
+    client.set_model_version_tag(settings.model_name, candidate.version, "gate_champion_version", str(current))
+    if not gate.passes(figures, settings.gate_require):
+        rule = "worse than" if settings.gate_require == "not_worse" else "not better than"
+        raise GateRefused(f"{line}: {rule} production beyond the interval (gate.require = "
+                          f"{settings.gate_require!r}); not promoted. Use --force to promote it anyway")
+    say(line)
 
 
 def rollback(db_path: str, settings: Settings, models_dir: str | os.PathLike = "models") -> int:

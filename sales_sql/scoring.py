@@ -55,19 +55,28 @@ def score_into(con, settings: Settings, table: str, where: str | None = None, *,
     predictor = Predictor(con, settings)
     dep = predictor.deployment()
     reader = con.cursor()
+    failed = []  # what stopped the batches: raised as it is, not as the DuckDB error that wraps its traceback
 
     def batches():
         done = 0
-        for rb in batches_of(reader.sql(sql).to_arrow_reader(batch_rows), batch_rows):
-            yield pa.record_batch([rb.column(0), *columns(*predictor.predict(*rb.columns[1:]))], schema=SCORED)
-            done += rb.num_rows
-            if progress:
-                progress(done, total)
+        try:
+            for rb in batches_of(reader.sql(sql).to_arrow_reader(batch_rows), batch_rows):
+                yield pa.record_batch([rb.column(0), *columns(*predictor.predict(*rb.columns[1:]))], schema=SCORED)
+                done += rb.num_rows
+                if progress:
+                    progress(done, total)
+        except BaseException as e:
+            failed.append(e)
+            raise
 
     con.register("_sales_sql_scored", pa.RecordBatchReader.from_batches(SCORED, batches()))
     try:
         con.execute(f"CREATE {'OR REPLACE ' if replace else ''}TABLE {quote_ident(table)} AS "
                     "FROM _sales_sql_scored")
+    except duckdb.Error:
+        if failed:
+            raise failed[0] from None
+        raise
     finally:
         con.unregister("_sales_sql_scored")
         reader.close()

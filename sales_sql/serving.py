@@ -28,7 +28,7 @@ from . import definition
 from .definition import CLASSES, FEATURES, Definition, readable
 from . import duck
 from .duck import active_deployment, invalidate  # noqa: F401  (invalidate: also sales_sql.serving's)
-from .lookups import SPLIT_ROWS, Batch, HistoryIndex, Layout, Plan, write_folder
+from .lookups import SPLIT_ROWS, Batch, HistoryIndex, Layout, LayoutError, Plan, write_folder
 from .structs import EXPLANATION, PROBA
 from .trees import Trees
 
@@ -37,11 +37,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sales_sql")
 
-# what answered a row (the `source` field); docs/sql.md lists the fallback causes
-MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE = (
+# what answered a row (the `source` field); docs/sql.md lists the fallback causes. READ_FAILED (the history or the
+# model could not be read just now: I/O, memory) is the one cause that may pass by itself: it is never kept, and the
+# next call tries again
+MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED = (
     "model", "fallback:no_model", "fallback:bundle_unreadable", "fallback:spec_mismatch", "invalid_date",
-    "fallback:features_unavailable")
-SOURCES = (MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE)
+    "fallback:features_unavailable", "fallback:read_failed")
+SOURCES = (MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED)
 EXPLAIN_TOP = 5
 _CLASS_NAMES = pa.array(CLASSES)
 _SOURCE_NAMES = pa.array(SOURCES)
@@ -60,15 +62,24 @@ class Deployment:
     plan: Plan | None = None            # where the kernels put each feature of the spec
 
 
-def _history(con, definition: Definition) -> tuple[HistoryIndex, str]:
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+
+
+def read_failed(version, e: BaseException) -> Deployment:
+    """The fallback while the history or the model cannot be read (I/O, memory): not kept, tried again next call."""
+    return Deployment(READ_FAILED, version, HistoryIndex(Layout.of(FEATURES)), duck.generation,
+                      f"the history or the deployed model could not be read ({_why(e)}); the next call tries again")
+
+
+def history_index(con, definition: Definition) -> tuple[HistoryIndex, str]:
     """The history index of the current definition, or an empty one and the reason when the kernels cannot lay the
-    definition out or its history does not read (look-ups then find nothing; predictions still answer)."""
+    definition out (look-ups then find nothing; predictions still answer). Reading errors go to the caller."""
     try:
-        return HistoryIndex(Layout.of(definition), con), ""
-    except duckdb.CatalogException:
-        raise
-    except Exception as e:  # noqa: BLE001  a definition the kernels cannot serve is a fallback, never a failed query
-        return HistoryIndex(Layout.of(FEATURES)), f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        layout = Layout.of(definition)
+    except LayoutError as e:  # a definition the kernels cannot serve is a fallback, never a failed query
+        return HistoryIndex(Layout.of(FEATURES)), _why(e)
+    return HistoryIndex(layout, con), ""
 
 
 def checked_name(digest: str) -> str:
@@ -107,11 +118,13 @@ def load_deployment(con, settings: Settings) -> Deployment:
     """The active deployed model of this database, or the fallback with its cause. Nothing about the model or the
     features fails here: any error becomes a fallback whose reason says what happened."""
     try:
-        index, unservable = _history(con, settings.definition)
+        index, unservable = history_index(con, settings.definition)
         row = active_deployment(con, settings.model_name, "version, md5(booster) AS digest, feature_spec", arrow=True)
     except duckdb.CatalogException:
         return Deployment(NO_MODEL, None, HistoryIndex(Layout.of(FEATURES)), duck.generation,
                           "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
+    except Exception as e:  # noqa: BLE001  I/O or memory while reading: the fallback now, the model again next call
+        return read_failed(None, e)
     if row is None:
         return deployment(settings, index, unservable)
     return deployment(settings, index, unservable, row["version"][0].as_py(), row["feature_spec"][0].as_py(),
@@ -146,6 +159,8 @@ def deployment(settings: Settings, index: HistoryIndex, unservable: str = "", ve
         return Deployment(UNREADABLE, version, index, duck.generation,
                           f"the deployed model v{version} cannot be read ({str(e).splitlines()[0][:200]}); "
                           "promote a version again with `sales-sql promote`")
+    except Exception as e:  # noqa: BLE001  OSError, MemoryError, duckdb.Error: may pass
+        return read_failed(version, e)
     current = definition.spec(settings.definition, settings.low_max, settings.medium_max, settings.buckets)
     if spec != current:
         differ = sorted(k for k in current if spec.get(k) != current[k])
@@ -181,10 +196,11 @@ class Predictor:
 
     def deployment(self) -> Deployment:
         dep = self._deployment
-        if dep is not None and dep.generation == duck.generation:
+        if dep is not None and dep.generation == duck.generation and dep.source != READ_FAILED:
             return dep
         with self._lock:
-            if self._deployment is None or self._deployment.generation != duck.generation:
+            dep = self._deployment
+            if dep is None or dep.generation != duck.generation or dep.source == READ_FAILED:
                 cur = self.con.cursor()
                 try:
                     self._deployment = load_deployment(cur, self.settings)
@@ -269,6 +285,24 @@ class Predictor:
                 out[r] = [{"feature": f, "value": None if v is None or np.isnan(v) else v, "contribution": c}
                           for f, v, c in entries[:EXPLAIN_TOP]]
         return pa.array(out, EXPLANATION.arrow)
+
+
+class Served(Predictor):
+    """Predictor's answers over a given deployment, with no database behind it: a Spark bundle, a version the gate
+    scores. `read_booster()` gives the booster's bytes (for explanations)."""
+
+    def __init__(self, dep: Deployment, read_booster):
+        super().__init__(None, None)
+        self._deployment, self._read_booster = dep, read_booster
+
+    def deployment(self) -> Deployment:
+        return self._deployment
+
+    def booster_bytes(self) -> bytes:
+        return self._read_booster()
+
+    def proba_arrow(self, *args):
+        return self.predict_arrow(*args).field("proba")
 
 
 def columns(label, proba, sources, version, batch):

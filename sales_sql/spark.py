@@ -20,21 +20,21 @@ import json
 import os
 import re
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import duck
 from .config import Settings, load_settings, shipped
 from .definition import CLASSES, FEATURES, FIRST_TIME, LAST_TIME, RENDERED, spark_dialect
-from .serving import Predictor
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
 
-# the validation metrics of the model register() served last, per Spark application (drift's performance rows)
+# the test-slice metrics of the model register() served last, per Spark application (drift's performance rows)
 _METRICS: dict[str, dict] = {}
+_BUNDLES: dict[str, list[Path]] = {}  # the bundle folders register() wrote, per Spark application (stop() removes)
 
 
 def session(master: str = "local[2]", app: str = "sales_sql", **conf):
@@ -51,6 +51,15 @@ def session(master: str = "local[2]", app: str = "sales_sql", **conf):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def stop(spark) -> None:
+    """Stop the session and remove the model bundles register() wrote for it (else removed at interpreter exit)."""
+    from . import scratch
+
+    for folder in _BUNDLES.pop(spark.sparkContext.applicationId, []):
+        scratch.remove(folder)
+    spark.stop()
 
 
 # ---- SQL --------------------------------------------------------------------------------------------------------
@@ -89,6 +98,13 @@ def create_views(spark, invoices, settings: Settings | None = None) -> None:
         invoices = spark.read.parquet(str(folder))
     elif isinstance(invoices, str):
         invoices = spark.table(invoices)
+    from pyspark.sql.functions import expr
+    from pyspark.sql.types import TimestampType
+
+    if isinstance(invoices.schema["sale_time"].dataType, TimestampType):  # an instant: the wall-clock time in the
+        invoices = invoices.withColumn("sale_time", expr(  # time_zone setting, as DuckDB's loader gives (never the
+            f"convert_timezone(current_timezone(), {duck.quote_literal(settings.time_zone)}, "  # machine's zone)
+            "CAST(sale_time AS TIMESTAMP_NTZ))"))
     invoices.createOrReplaceTempView("invoices")
     _register_hash(spark, settings)
     spark.sql("UNCACHE TABLE IF EXISTS history")  # of invoices loaded before
@@ -137,8 +153,11 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
     such as "production") from the MLflow store (MLFLOW_TRACKING_URI, else the mlflow.db beside `db`), else the
     one deployed in the DuckDB file `db`, else none (the fallback answers, as in DuckDB). History: the Spark table
     or view `history` (create_views makes it). Returns what answers: "model" or the fallback's source."""
+    from . import scratch
+
     settings = settings or load_settings()
-    folder = Path(tempfile.mkdtemp(prefix="sales_sql-bundle-"))
+    folder = scratch.folder("bundle")
+    _BUNDLES.setdefault(spark.sparkContext.applicationId, []).append(folder)
     source = _bundle(spark, settings, folder, db, version, history)
     spark.sparkContext.addFile(str(folder), recursive=True)
     name = folder.name
@@ -146,7 +165,7 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
 
     def serving(method):
         def udf(*args):
-            return getattr(_served(name, settings), method)(*_arguments(args))
+            return getattr(_served(name, settings), method)(*_arguments(args, settings.time_zone))
         return udf
 
     prediction = spark_type(PREDICTION)
@@ -177,7 +196,7 @@ def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) 
     (folder / "index").mkdir()
     try:
         lookups.build(lookups.Layout.of(settings.definition), con, folder / "index")
-    except Exception as e:  # noqa: BLE001  as serving._history: the fallback answers, saying why
+    except lookups.LayoutError as e:  # as serving.history_index: the fallback answers, saying why
         unservable = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
     finally:
         con.close()
@@ -214,35 +233,22 @@ def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) 
 
 
 def _load(folder: Path, settings: Settings):
-    """The bundle's predictor (serving.Predictor over the bundle's deployment)."""
+    """The bundle's predictor (serving.Served over the bundle's deployment)."""
     from . import lookups, serving
 
-    meta = json.loads((folder / "deployment.json").read_text())
-    if meta["unservable"]:  # the empty index of the shipped layout, as serving._history gives
-        index = lookups.HistoryIndex(lookups.Layout.of(FEATURES))
-    else:
-        index = lookups.HistoryIndex(lookups.Layout.of(settings.definition), arrays=lookups.mapped(folder / "index"))
     booster = folder / "booster.ubj"
+    try:
+        meta = json.loads((folder / "deployment.json").read_text())
+        if meta["unservable"]:  # the empty index of the shipped layout, as serving.history_index gives
+            index = lookups.HistoryIndex(lookups.Layout.of(FEATURES))
+        else:
+            index = lookups.HistoryIndex(lookups.Layout.of(settings.definition),
+                                         arrays=lookups.mapped(folder / "index"))
+    except Exception as e:  # noqa: BLE001  as serving.load_deployment: the fallback, tried again next batch
+        return serving.Served(serving.read_failed(None, e), booster.read_bytes)
     dep = serving.deployment(settings, index, meta["unservable"], meta["version"], meta["spec"], booster.read_bytes,
                              folder / meta["checked"] if "checked" in meta else None)
-    return _Bundled(dep, booster)
-
-
-class _Bundled(Predictor):
-    """serving.Predictor's answers over a bundle's deployment (no database behind it)."""
-
-    def __init__(self, dep, booster: Path):
-        super().__init__(None, None)
-        self._deployment, self._booster = dep, booster
-
-    def deployment(self):
-        return self._deployment
-
-    def booster_bytes(self):
-        return self._booster.read_bytes()
-
-    def proba_arrow(self, *args):
-        return self.predict_arrow(*args).field("proba")
+    return serving.Served(dep, booster.read_bytes)
 
 
 _SERVED: dict[str, object] = {}
@@ -251,21 +257,25 @@ _SERVED_LOCK = threading.Lock()
 
 def _served(name: str, settings: Settings):
     """The bundle's predictor in this Python worker, loaded on its first call."""
+    from .serving import READ_FAILED
+
     found = _SERVED.get(name)
     if found is None:
         with _SERVED_LOCK:
-            if name not in _SERVED:
+            found = _SERVED.get(name)
+            if found is None:
                 from pyspark import SparkFiles
 
-                _SERVED[name] = _load(Path(SparkFiles.get(name)), settings)
-            found = _SERVED[name]
+                found = _load(Path(SparkFiles.get(name)), settings)
+                if found.deployment().source != READ_FAILED:  # a read that failed is tried again by the next batch
+                    _SERVED[name] = found
     return found
 
 
-def _arguments(args) -> list[pa.Array]:
+def _arguments(args, zone: str) -> list[pa.Array]:
     """The functions' 3 to 5 arguments as DuckDB's macros cast them (sql/predict.sql): the sale date as a timestamp
-    (a date, or an ISO string; NULL when it does not cast), keys as text, the price as a double (NULL when it does
-    not cast); unit_price and customer_id may be left out."""
+    (a date, or an ISO string; NULL when it does not cast; an instant: its wall-clock time in `zone`), keys as text,
+    the price as a double (NULL when it does not cast); unit_price and customer_id may be left out."""
     if not 3 <= len(args) <= 5:
         raise TypeError(f"the prediction functions take 3 to 5 arguments (sale_date, branch_id, item_code[, "
                         f"unit_price[, customer_id]]), not {len(args)}")
@@ -277,7 +287,7 @@ def _arguments(args) -> list[pa.Array]:
     if pa.types.is_string(day.type) or pa.types.is_large_string(day.type):
         day = _try(day, pa.timestamp("us"))
     elif pa.types.is_timestamp(day.type) and day.type.tz is not None:
-        day = day.cast(pa.timestamp(day.type.unit))  # the instant in UTC (the session's zone: session())
+        day = pc.local_timestamp(day.cast(pa.timestamp(day.type.unit, zone)))
     elif not (pa.types.is_timestamp(day.type) or pa.types.is_date(day.type)):
         day = pa.nulls(n, pa.timestamp("us"))
     keys = [a if a.type == pa.string() else a.cast(pa.string()) for a in (branch, item, customer)]
@@ -337,15 +347,18 @@ def drift(spark, settings: Settings | None = None, *, window_days: int | None = 
 
 # ---- training ---------------------------------------------------------------------------------------------------
 
+def _quantile_day(spark, fraction: float, where: str = "TRUE") -> dt.date | None:
+    """DuckDB's quantile_disc(sale_day, fraction) over Spark's usable_lines (the same day for the same lines)."""
+    return spark.sql(f"""SELECT date_add(DATE '1970-01-01', CAST(percentile_disc({fraction})
+                            WITHIN GROUP (ORDER BY datediff(sale_day, DATE '1970-01-01')) AS INT))
+                         FROM usable_lines WHERE {where}""").collect()[0][0]
+
+
 def choose_cutoff(spark, settings: Settings, cutoff: str | None = None) -> dt.date:
     """training.choose_cutoff on Spark's usable_lines (the same day for the same lines)."""
-    from .training import TrainingError, choose_cutoff as duck_cutoff
+    from .training import TrainingError, given_cutoff
 
-    if cutoff or settings.cutoff:
-        return duck_cutoff(None, settings, cutoff)
-    day = spark.sql(f"""SELECT date_add(DATE '1970-01-01', CAST(percentile_disc({1 - settings.valid_fraction})
-                           WITHIN GROUP (ORDER BY datediff(sale_day, DATE '1970-01-01')) AS INT))
-                        FROM usable_lines""").collect()[0][0]
+    day = given_cutoff(settings, cutoff) or _quantile_day(spark, 1 - settings.valid_fraction)
     if day is None:
         raise TrainingError("there are no usable invoice lines; create_views() over some invoices first")
     return day
@@ -353,87 +366,110 @@ def choose_cutoff(spark, settings: Settings, cutoff: str | None = None) -> dt.da
 
 def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None, *, cutoff: str | None = None,
             num_workers: int | None = None) -> tuple[int, dict]:
-    """Train on Spark's training_set (create_views first) with xgboost.spark.SparkXGBClassifier: the time split,
-    class weights and early stopping of `sales-sql retrain`; log the run to the MLflow store of db_path and
-    register a new version (its drift baseline goes into db_path, as a DuckDB retrain's does). Returns (version,
-    validation metrics)."""
+    """Train on Spark's training_set (create_views first) with xgboost.spark.SparkXGBClassifier: the three slices,
+    class weights, parameters and early stopping of `sales-sql retrain`; log the run to the MLflow store of db_path
+    and register a new version (its drift baseline goes into db_path, as a DuckDB retrain's does). Returns (version,
+    test-slice metrics)."""
     import mlflow
     from types import SimpleNamespace
-    from xgboost.spark import SparkXGBClassifier
 
     from . import registry, training
     from .monitor import BASELINE_ROWS, baseline_table
 
     settings = settings or load_settings()
     day = choose_cutoff(spark, settings, cutoff)
+    stop_from = _quantile_day(spark, 1 - settings.stop_fraction, f"sale_day < DATE '{day.isoformat()}'") \
+        if settings.early_stopping_rounds else None
     spec = training.feature_spec(settings)
-    before = f"sale_day < DATE '{day.isoformat()}'"
-    counts = {(b, c): n for b, c, n in spark.sql(f"SELECT {before}, label, count(*) FROM training_set "
-                                                  "GROUP BY ALL").collect()}
-    train_counts = [counts.get((True, c), 0) for c in CLASSES]
-    valid_counts = [counts.get((False, c), 0) for c in CLASSES]
-    if not sum(train_counts) or not sum(valid_counts):
-        raise training.TrainingError(f"the cut-off {day} leaves no usable lines on one side; choose another --cutoff")
+    part = training.slice_of(day, stop_from)
+    last = spark.sql("SELECT max(line_id) FROM usable_lines").collect()[0][0]
+    slices = {s: (first, final, n) for s, first, final, n in spark.sql(
+        f"SELECT {part} AS s, min(sale_day), max(sale_day), count(*) FROM usable_lines GROUP BY 1").collect()}
+    training.check_slices(slices, day, stop_from)
+    counts = {c: n for c, n in spark.sql(f"SELECT label, count(*) FROM training_set WHERE {part} = 'train' "
+                                          "GROUP BY label").collect()}
+    train_counts = [counts.get(c, 0) for c in CLASSES]
     if sum(n > 0 for n in train_counts) < 2:
-        raise training.TrainingError(f"the lines before {day} hold only one class; a classifier needs at least two")
+        raise training.TrainingError(f"the training slice (before {stop_from or day}) holds only one class; a "
+                                     "classifier needs at least two")
     weights = training.class_weights(train_counts, settings.class_weight)
     index = " ".join(f"WHEN '{c}' THEN {i}" for i, c in enumerate(CLASSES))
     weight = " ".join(f"WHEN '{c}' THEN {float(w)!r}" for c, w in zip(CLASSES, weights))
-    features = ", ".join(f"CAST({f'hashed[{f[7:]}]' if f.startswith('hashed_') else f} AS FLOAT) AS {f}"
-                         for f in spec["features"])
-    # the features once (fit, validation and the baseline sample read them), with what the baseline keeps
-    data = spark.sql(f"""SELECT {features}, CASE label {index} END AS label_index, CASE label {weight} END AS weight,
-                                NOT ({before}) AS is_valid, line_id, quantity_sold, unit_price AS price, branch_id,
-                                item_code, sale_day
+    # the features as one array (NULL: NaN, XGBoost's missing value): xgboost.spark reads a batch of lines without
+    # early-stopping lines fine that way, where its one-column-a-feature form fails (KeyError 'values')
+    features = ", ".join(f"coalesce(CAST({f'hashed[{f[7:]}]' if f.startswith('hashed_') else f} AS FLOAT), "
+                         "CAST('NaN' AS FLOAT))" for f in spec["features"])
+    # the features once (fit, evaluation and the baseline sample read them), with what the baseline keeps
+    data = spark.sql(f"""SELECT array({features}) AS features, CASE label {index} END AS label_index,
+                                CASE label {weight} END AS weight,
+                                {part} AS slice, {part} = 'stop' AS is_stop, line_id, quantity_sold,
+                                unit_price AS price, branch_id, item_code, sale_day
                          FROM training_set""").cache()
-    params = training.xgb_params(settings)
     workers = num_workers or spark.sparkContext.defaultParallelism
-    classifier = SparkXGBClassifier(
-        features_col=spec["features"], label_col="label_index", weight_col="weight",
-        validation_indicator_col="is_valid", num_workers=workers, n_estimators=settings.num_boost_round,
-        early_stopping_rounds=settings.early_stopping_rounds or None, eval_metric="mlogloss", tree_method="hist",
-        max_depth=settings.max_depth, min_child_weight=settings.min_child_weight,
-        learning_rate=settings.learning_rate, subsample=settings.subsample,
-        colsample_bytree=settings.colsample_bytree, max_bin=settings.max_bin, random_state=settings.seed)
+    classifier = classifier_for(settings, workers, stop_from is not None)
     client = registry.mlflow_client(db_path)
     experiment_id = registry._experiment_id(client, db_path, settings)
-    with mlflow.start_run(experiment_id=experiment_id):
-        mlflow.log_params({**{k: v for k, v in params.items() if k != "nthread"}, "cutoff": str(day),
-                           "train_rows": sum(train_counts), "valid_rows": sum(valid_counts), "engine": "spark",
-                           "num_workers": workers, "class_weight": settings.class_weight,
-                           "num_boost_round": settings.num_boost_round,
-                           "early_stopping_rounds": settings.early_stopping_rounds})
-        mlflow.log_dict(vars(settings), "config.json")
-        mlflow.log_dict(spec, "feature_spec.json")
-        model = classifier.fit(data)
-        booster = model.get_booster()
-        rounds = booster.num_boosted_rounds()
-        best = booster.best_iteration if settings.early_stopping_rounds and booster.attr("best_iteration") else \
-            rounds - 1
-        booster = booster[: best + 1]
-        curve = model.training_summary.validation_objective_history.get("mlogloss", [])
-        for step, loss in enumerate(curve):
-            mlflow.log_metric("valid_mlogloss", loss, step=step)
-        cm, log_loss = _validate(spark, data.where("is_valid"), booster, spec["features"])
-        metrics = training.confusion_metrics(cm, log_loss)
-        majority = int(np.argmax(train_counts))
-        guess = np.zeros((3, 3), np.int64)
-        guess[:, majority] = valid_counts
-        mlflow.log_metrics({"best_iteration": best, "resumed_from": 0})
-        # the drift baseline: a seeded sample of the training lines (about BASELINE_ROWS) with the model's classes
-        picked = data.where("NOT is_valid").sample(min(1.0, 1.2 * BASELINE_ROWS / sum(train_counts)), settings.seed) \
-            .orderBy("line_id").limit(BASELINE_ROWS).toArrow()
-        X = np.column_stack([picked[f].to_numpy(zero_copy_only=False) for f in spec["features"]]).astype(np.float32)
-        sample = picked.select(["quantity_sold", "price", "branch_id", "item_code", "sale_day"]) \
-            .rename_columns(["quantity_sold", "unit_price", "branch_id", "item_code", "sale_day"])
+    try:
+        with mlflow.start_run(experiment_id=experiment_id):
+            mlflow.log_params({**{k: v for k, v in training.xgb_params(settings).items() if k != "nthread"},
+                               "engine": "spark", "num_workers": workers, "class_weight": settings.class_weight,
+                               "num_boost_round": settings.num_boost_round,
+                               "early_stopping_rounds": settings.early_stopping_rounds})
+            mlflow.log_dict(vars(settings), "config.json")
+            mlflow.log_dict(spec, "feature_spec.json")
+            model = classifier.fit(data.where("slice <> 'test'"))
+            booster = model.get_booster()
+            booster.feature_names = spec["features"]
+            rounds = booster.num_boosted_rounds()
+            best = booster.best_iteration if stop_from is not None and booster.attr("best_iteration") else rounds - 1
+            booster = booster[: best + 1]
+            curve = model.training_summary.validation_objective_history.get("mlogloss", [])
+            for step, loss in enumerate(curve):
+                mlflow.log_metric("stop_mlogloss", loss, step=step)
+            metrics = training.confusion_metrics(*_validate(spark, data.where("slice = 'test'"), booster))
+            stop = training.confusion_metrics(*_validate(spark, data.where("is_stop"), booster)) \
+                if stop_from is not None else None
+            baselines = training.baseline_metrics(
+                spark.sql(training.baselines_sql(sql_text, settings, day, last)).collect())
+            mlflow.log_metrics({"best_iteration": best, "resumed_from": 0})
+            # the drift baseline: a seeded sample of the training lines (about BASELINE_ROWS) with the model's classes
+            picked = data.where("slice = 'train'").sample(min(1.0, 1.2 * BASELINE_ROWS / sum(train_counts)),
+                                                          settings.seed).orderBy("line_id").limit(BASELINE_ROWS).toArrow()
+            X = _matrix(picked["features"], len(spec["features"]))
+            sample = picked.select(["quantity_sold", "price", "branch_id", "item_code", "sale_day"]) \
+                .rename_columns(["quantity_sold", "unit_price", "branch_id", "item_code", "sale_day"])
+            return registry.register_version(
+                db_path, settings, client, booster, metrics, baselines,
+                lambda: baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster), slices, last,
+                stop)
+    finally:
         data.unpersist()
-        return registry.register_version(
-            db_path, settings, client, booster, metrics, {"majority": training.confusion_metrics(guess)},
-            lambda: baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster), day, None)
 
 
-def _validate(spark, valid, booster, features: list[str]) -> tuple[np.ndarray, float]:
-    """The confusion matrix and log loss of the booster on the validation rows, computed on the executors (only
+def classifier_for(settings: Settings, workers: int, early_stopping: bool):
+    """The SparkXGBClassifier of a retrain: training.xgb_params under the estimator's names (one mapping, so the run
+    record says what ran), on the features, label, class weight and early-stopping slice of retrain's data."""
+    from xgboost.spark import SparkXGBClassifier
+
+    from .training import xgb_params
+
+    names = {"eta": "learning_rate", "seed": "random_state"}  # the rest keep their names; the estimator sets the
+    params = {names.get(k, k): v for k, v in xgb_params(settings).items()  # objective and its workers' threads
+              if k not in ("objective", "num_class", "nthread")}
+    stopping = {"validation_indicator_col": "is_stop", "early_stopping_rounds": settings.early_stopping_rounds} \
+        if early_stopping else {}
+    return SparkXGBClassifier(features_col="features", label_col="label_index", weight_col="weight",
+                              num_workers=workers, n_estimators=settings.num_boost_round, **stopping, **params)
+
+
+def _matrix(features, width: int) -> np.ndarray:
+    """retrain's `features` arrays (an Arrow list column) as a float32 matrix."""
+    flat = (features.combine_chunks() if isinstance(features, pa.ChunkedArray) else features).flatten()
+    return flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)
+
+
+def _validate(spark, valid, booster) -> tuple[np.ndarray, float]:
+    """The confusion matrix and log loss of the booster on the rows of `valid`, computed on the executors (only
     nine counts and a sum reach the driver)."""
     raw = spark.sparkContext.broadcast(bytes(booster.save_raw("ubj")))
 
@@ -444,15 +480,15 @@ def _validate(spark, valid, booster, features: list[str]) -> tuple[np.ndarray, f
         model.load_model(bytearray(raw.value))
         model.set_param({"nthread": 1})
         for rb in batches:
-            X = np.column_stack([rb.column(f).to_numpy(zero_copy_only=False) for f in features]).astype(np.float32)
-            p = model.inplace_predict(X)
+            p = model.inplace_predict(_matrix(rb.column("features"), width))
             y = rb.column("label_index").to_numpy(zero_copy_only=False)
             yield pa.RecordBatch.from_arrays(
                 [pa.array(y * 3 + p.argmax(1), pa.int32()),
                  pa.array(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1.0)).astype(np.float64))],
                 names=["cell", "loss"])
 
-    rows = valid.select(*features, "label_index").mapInArrow(score, "cell int, loss double") \
+    width = booster.num_features()
+    rows = valid.select("features", "label_index").mapInArrow(score, "cell int, loss double") \
         .groupBy("cell").agg({"loss": "sum", "*": "count"}).collect()
     cm = np.zeros(9, np.int64)
     total = 0.0

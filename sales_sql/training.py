@@ -1,4 +1,8 @@
-"""training_set -> XGBoost booster: time split, class weights, checkpoints, resume, evaluation.
+"""training_set -> XGBoost booster: three slices by time, class weights, checkpoints, resume, evaluation.
+
+The slices: train (the lines before the early-stopping slice), early stopping (the last `stop_fraction` of the lines
+before the cut-off: it chooses the number of rounds and nothing else) and test (from the cut-off on: every recorded
+metric, the baselines and the gate's comparison). No line is graded by a model that chose anything on it.
 
 Engine work (reading the view) happens through a DuckDB connection; nothing here imports MLflow.
 """
@@ -9,7 +13,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xgboost as xgb
 
+from . import definition, scratch
 from .config import Settings
-from . import definition
 from .definition import CLASSES
 from .duck import first_row
 
@@ -57,19 +60,50 @@ def labels(table: pa.Table) -> np.ndarray:
     return pc.index_in(table["label"], value_set=pa.array(CLASSES)).to_numpy(zero_copy_only=False).astype(np.int32)
 
 
+def given_cutoff(settings: Settings, cutoff: str | None) -> dt.date | None:
+    """The given day, else the configured one, else None (automatic)."""
+    cutoff = cutoff or settings.cutoff
+    if not cutoff:
+        return None
+    try:
+        return dt.date.fromisoformat(cutoff)
+    except ValueError:
+        raise TrainingError(f"cut-off {cutoff!r} is not a date; write it as YYYY-MM-DD") from None
+
+
 def choose_cutoff(con, settings: Settings, cutoff: str | None) -> dt.date:
     """The given day, the configured one, or the first day from which the last valid_fraction of lines fall."""
-    cutoff = cutoff or settings.cutoff
-    if cutoff:
-        try:
-            return dt.date.fromisoformat(cutoff)
-        except ValueError:
-            raise TrainingError(f"cut-off {cutoff!r} is not a date; write it as YYYY-MM-DD") from None
+    day = given_cutoff(settings, cutoff)
+    if day is not None:
+        return day
     row = first_row(con, "SELECT quantile_disc(sale_day, ?) FROM usable_lines", [1 - settings.valid_fraction])
     if row is None or row[0] is None:
         raise TrainingError("the database has no usable invoice lines; load some with `sales-sql load` first")
     return row[0]
 
+
+def choose_stop(con, settings: Settings, cutoff: dt.date) -> dt.date | None:
+    """The first day of the early-stopping slice: the first day from which the last stop_fraction of the lines before
+    the cut-off fall (None when early stopping is off: those lines train)."""
+    if not settings.early_stopping_rounds:
+        return None
+    return first_row(con, "SELECT quantile_disc(sale_day, ?) FROM usable_lines WHERE sale_day < ?",
+                     [1 - settings.stop_fraction, cutoff])[0]
+
+
+def slice_of(cutoff: dt.date, stop_from: dt.date | None) -> str:
+    """SQL naming each usable line's slice (train, stop, test) by its sale_day, in either engine."""
+    stop = f"WHEN sale_day >= DATE '{stop_from.isoformat()}' THEN 'stop' " if stop_from else ""
+    return f"CASE WHEN sale_day >= DATE '{cutoff.isoformat()}' THEN 'test' {stop}ELSE 'train' END"
+
+
+def check_slices(slices: dict, cutoff: dt.date, stop_from: dt.date | None) -> None:
+    """Refuse slices that cannot train and grade a model. `slices`: {slice: (first day, last day, lines)}."""
+    if "train" not in slices:
+        raise TrainingError(f"no usable lines before the cut-off {cutoff}" + (
+            f" and its early-stopping slice (from {stop_from})" if stop_from else "") + "; choose a later --cutoff")
+    if "test" not in slices:
+        raise TrainingError(f"no usable lines on or after the cut-off {cutoff}; choose an earlier --cutoff")
 
 BATCH_ROWS = 500_000  # lines per batch of the training matrices (a batch's floats: 500k x features x 4 bytes)
 
@@ -111,7 +145,7 @@ def batches(con, settings: Settings, spec: dict, where: str, params: list | None
 
 
 class _Side(xgb.DataIter):
-    """One side of the cut-off, batch by batch, for an ExtMemQuantileDMatrix (which reads it twice: sketch, then
+    """One slice, batch by batch, for an ExtMemQuantileDMatrix (which reads it twice: sketch, then
     bins, and keeps the binned pages in files under `cache`); the first pass also keeps the labels, and the lines at
     the sorted positions `keep` with their features."""
 
@@ -146,46 +180,52 @@ class _Side(xgb.DataIter):
 
 @dataclass
 class Dataset:
-    """One retrain's data: XGBoost's binned matrices of both sides of the cut-off, built batch by batch and kept in
-    files (neither the lines, nor the float matrix, nor the bins are ever whole in memory), their labels, and a
-    seeded sample of the training lines with their features (for the drift baseline)."""
-    cutoff: dt.date
+    """One retrain's data: XGBoost's binned matrices of the three slices, built batch by batch and kept in files
+    (neither the lines, nor the float matrix, nor the bins are ever whole in memory), their labels, and a seeded
+    sample of the training lines with their features (for the drift baseline)."""
+    cutoff: dt.date                 # the test slice: from this day on
+    stop_from: dt.date | None       # the early-stopping slice: from this day to the cut-off (None: no such slice)
+    slices: dict                    # {slice: (first day, last day, lines)}
     spec: dict
     dtrain: xgb.DMatrix
-    dvalid: xgb.DMatrix
+    dstop: xgb.DMatrix | None
+    dtest: xgb.DMatrix
     y_train: np.ndarray
-    y_valid: np.ndarray
+    y_stop: np.ndarray
+    y_test: np.ndarray
     sample: pa.Table
     X_sample: np.ndarray
-    last_line_id: int
-    cache: tempfile.TemporaryDirectory | None = None  # the binned pages' files (XGBoost maps them while training)
+    last_line_id: int               # the test slice ends here (the lines a later load adds are not in it)
+    cache: Path | None = None       # the binned pages' files (XGBoost maps them while training)
 
     def close(self) -> None:
-        """Free both matrices (XGBoost removes their page files), then their folder."""
-        self.dtrain = self.dvalid = None
+        """Free the matrices (XGBoost removes their page files), then their folder."""
+        self.dtrain = self.dstop = self.dtest = None
         if self.cache is not None:
-            self.cache.cleanup()
+            scratch.remove(self.cache)
 
 
 def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
-    """Split the usable lines by time and build both sides' matrices from batches; refuse data that cannot train a
-    model."""
+    """Split the usable lines by time into the three slices and build their matrices from batches; refuse data that
+    cannot train a model."""
     from .monitor import BASELINE_ROWS
 
     day = choose_cutoff(con, settings, cutoff)
+    stop_from = choose_stop(con, settings, day)
     spec = feature_spec(settings)
     label = definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)
-    sides = dict(con.execute("SELECT sale_day < ?, count(*) FROM usable_lines GROUP BY ALL", [day]).fetchall())
-    if not sides.get(True):
-        raise TrainingError(f"no usable lines before the cut-off {day}; choose a later --cutoff")
-    if not sides.get(False):
-        raise TrainingError(f"no usable lines on or after the cut-off {day}; choose an earlier --cutoff")
+    last = first_row(con, "SELECT max(line_id) FROM usable_lines")[0]
+    slices = {s: (first, final, n) for s, first, final, n in con.execute(
+        f"SELECT {slice_of(day, stop_from)} AS s, min(sale_day), max(sale_day), count(*) FROM usable_lines "
+        "GROUP BY ALL").fetchall()}
+    check_slices(slices, day, stop_from)
+    train_from = stop_from or day
     by_class = dict(con.execute(f"SELECT {label}, count(*) FROM usable_lines WHERE sale_day < ? GROUP BY ALL",
-                                [day]).fetchall())
+                                [train_from]).fetchall())
     if len(by_class) < 2:
-        raise TrainingError(f"the lines before {day} hold only class {sorted(by_class)}; a classifier needs at least "
-                            "two classes: load more data or move the cut-off")
-    n = sides[True]
+        raise TrainingError(f"the lines before {train_from} hold only class {sorted(by_class)}; a classifier needs at "
+                            "least two classes: load more data or move the cut-off")
+    n = slices["train"][2]
     keep = np.sort(np.random.default_rng(settings.seed).choice(n, BASELINE_ROWS, replace=False)) \
         if n > BASELINE_ROWS else np.arange(n)
     weights = class_weights([by_class.get(c, 0) for c in CLASSES], settings.class_weight)
@@ -197,16 +237,28 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
         index = None
     # the bins of every line (4 bytes a value: 3 GB for 10M lines) go to files in the temporary folder, which
     # XGBoost reads page by page while boosting: the same model as in memory, a quarter of the peak memory
-    cache = tempfile.TemporaryDirectory(prefix="sales_sql-retrain-")
-    train = _Side(lambda: batches(con, settings, spec, "sale_day < ?", [day], index), spec["features"],
-                  os.path.join(cache.name, "train"), weights, keep)
-    valid = _Side(lambda: batches(con, settings, spec, "sale_day >= ?", [day], index), spec["features"],
-                  os.path.join(cache.name, "valid"))
-    threads = os.cpu_count() or 1
-    dtrain = xgb.ExtMemQuantileDMatrix(train, max_bin=settings.max_bin, nthread=threads)
-    dvalid = xgb.ExtMemQuantileDMatrix(valid, ref=dtrain, max_bin=settings.max_bin, nthread=threads)
-    last = first_row(con, "SELECT max(line_id) FROM usable_lines")[0]
-    return Dataset(day, spec, dtrain, dvalid, np.concatenate(train.labels), np.concatenate(valid.labels),
+    cache = scratch.folder("retrain")
+    try:
+        threads = os.cpu_count() or 1
+        where = {"train": ("sale_day < ?", [train_from]), "stop": ("sale_day >= ? AND sale_day < ?", [stop_from, day]),
+                 "test": ("sale_day >= ? AND line_id <= ?", [day, last])}
+        sides, matrices = {}, {}
+        for name in ("train", "stop", "test"):
+            if name == "stop" and stop_from is None:
+                continue
+            sql, params = where[name]
+            sides[name] = _Side(lambda sql=sql, params=params: batches(con, settings, spec, sql, params, index),
+                                spec["features"], str(cache / name), *((weights, keep) if name == "train" else ()))
+            matrices[name] = xgb.ExtMemQuantileDMatrix(sides[name], ref=matrices.get("train"),
+                                                       max_bin=settings.max_bin, nthread=threads)
+    except BaseException:
+        scratch.remove(cache)
+        raise
+    labels_of = {name: np.concatenate(side.labels) if side.labels else np.zeros(0, np.int32)
+                 for name, side in sides.items()}
+    train = sides["train"]
+    return Dataset(day, stop_from, slices, spec, matrices["train"], matrices.get("stop"), matrices["test"],
+                   labels_of["train"], labels_of.get("stop", np.zeros(0, np.int32)), labels_of["test"],
                    pa.concat_tables([t for t, _ in train.kept]), np.concatenate([X for _, X in train.kept]), last,
                    cache)
 
@@ -228,13 +280,19 @@ def refuse_infinite(table: pa.Table, X: np.ndarray, spec: dict) -> None:
 
 
 def prepare(db_path: str, settings: Settings, cutoff: str | None = None) -> tuple[Dataset, dict]:
-    """Read and split the training data of a database file and score both baselines on its validation rows. (The
-    file opens for writing: a history built for other settings or another feature definition is rebuilt first.)"""
+    """Read and split the training data of a database file and score both baselines on its test slice. (The file
+    opens for writing: a history built for other settings or another feature definition is rebuilt first.)"""
     from .db import opened
+    from .duck import sql_text
 
     with opened(db_path, settings=settings) as con:
         data = load_dataset(con, settings, cutoff)
-        baselines = {name: evaluate(data.y_valid, pred) for name, pred in baseline_predictions(con, settings, data).items()}
+        try:
+            baselines = baseline_metrics(con.execute(baselines_sql(sql_text, settings, data.cutoff,
+                                                                   data.last_line_id)).fetchall())
+        except BaseException:
+            data.close()
+            raise
     return data, baselines
 
 
@@ -287,7 +345,7 @@ def latest_checkpoint(directory: Path) -> tuple[int, Path] | None:
 
 
 class Progress(xgb.callback.TrainingCallback):
-    """A one-line progress bar on stderr: iteration and validation log loss."""
+    """A one-line progress bar on stderr: iteration and the early-stopping slice's log loss."""
 
     def __init__(self, total: int, stream=sys.stderr):
         super().__init__()
@@ -296,11 +354,11 @@ class Progress(xgb.callback.TrainingCallback):
 
     def after_iteration(self, model, epoch, evals_log):
         done = model.num_boosted_rounds()
-        loss = evals_log.get("valid", {}).get("mlogloss", [float("nan")])[-1]
+        loss = evals_log.get("stop", {}).get("mlogloss", [float("nan")])[-1]
         if self.tty or done % 20 == 0 or done == self.total:
             bar = "#" * int(30 * done / self.total)
             end = "\r" if self.tty else "\n"
-            self.stream.write(f"[{bar:<30}] iteration {done}/{self.total}  valid mlogloss {loss:.4f}{end}")
+            self.stream.write(f"[{bar:<30}] iteration {done}/{self.total}  early-stopping mlogloss {loss:.4f}{end}")
             self.stream.flush()
         return False
 
@@ -312,8 +370,9 @@ class Progress(xgb.callback.TrainingCallback):
 
 def run_key(db_path: str, data: Dataset, params: dict, settings: Settings) -> str:
     """Identifies one training job, so that --resume only continues the same job on the same data."""
-    key = json.dumps({"db": str(Path(db_path).resolve()), "cutoff": str(data.cutoff), "params": params,
-                      "rows": [len(data.y_train), len(data.y_valid)], "spec": data.spec,
+    key = json.dumps({"db": str(Path(db_path).resolve()), "cutoff": str(data.cutoff), "stop": str(data.stop_from),
+                      "params": params, "rows": [len(data.y_train), len(data.y_stop), len(data.y_test)],
+                      "spec": data.spec,
                       "rounds": settings.num_boost_round, "weights": settings.class_weight}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -329,7 +388,8 @@ class TrainResult:
 
 def train(data: Dataset, settings: Settings, checkpoint_dir: Path, *, resume: bool = False,
           progress: bool = True) -> TrainResult:
-    """Train with early stopping on the validation rows, saving checkpoints; resume from the latest one."""
+    """Train on the train slice with early stopping on the early-stopping slice (never the test slice), saving
+    checkpoints; resume from the latest one."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     params = xgb_params(settings)
     start_model, done = None, 0
@@ -343,15 +403,15 @@ def train(data: Dataset, settings: Settings, checkpoint_dir: Path, *, resume: bo
     callbacks = [Checkpoints(checkpoint_dir, settings.checkpoint_every)]
     if progress:
         callbacks.append(Progress(settings.num_boost_round))
-    if settings.early_stopping_rounds:
+    if data.dstop is not None:
         callbacks.append(xgb.callback.EarlyStopping(rounds=settings.early_stopping_rounds, save_best=False))
     history: dict = {}
     booster = xgb.train(params, data.dtrain, num_boost_round=max(settings.num_boost_round - done, 0),
-                        evals=[(data.dvalid, "valid")], evals_result=history, callbacks=callbacks,
-                        xgb_model=start_model, verbose_eval=False)
+                        evals=[(data.dstop, "stop")] if data.dstop is not None else [], evals_result=history,
+                        callbacks=callbacks, xgb_model=start_model, verbose_eval=False)
     rounds = booster.num_boosted_rounds()
     # early stopping only names a best iteration when this call trained at least one round
-    best = booster.best_iteration if settings.early_stopping_rounds and rounds > done else rounds - 1
+    best = booster.best_iteration if data.dstop is not None and rounds > done else rounds - 1
     return TrainResult(booster[: best + 1], done, rounds, best, history)
 
 
@@ -368,15 +428,24 @@ def evaluate(y_true: np.ndarray, proba_or_pred: np.ndarray) -> dict:
     return confusion_metrics(cm, log_loss)
 
 
+def scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 of confusion matrices (rows: the true class, columns: the predicted one;
+    any leading axes: many matrices at once, as the gate's bootstrap gives)."""
+    cm = np.asarray(cm, np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    predicted, actual = cm.sum(-2), cm.sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(actual > 0, tp / actual, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return precision, recall, f1
+
+
 def confusion_metrics(cm: np.ndarray, log_loss: float | None = None) -> dict:
     """evaluate()'s metrics from a confusion matrix (rows: the true class, columns: the predicted one)."""
     cm = np.asarray(cm)
-    tp = np.diag(cm).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(cm.sum(0) > 0, tp / cm.sum(0), 0.0)
-        recall = np.where(cm.sum(1) > 0, tp / cm.sum(1), 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    out = {"accuracy": float(tp.sum() / max(cm.sum(), 1)), "macro_f1": float(f1.mean())}
+    precision, recall, f1 = scores(cm)
+    out = {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "macro_f1": float(f1.mean())}
     for i, c in enumerate(CLASSES):
         out |= {f"precision_{c}": float(precision[i]), f"recall_{c}": float(recall[i]), f"f1_{c}": float(f1[i])}
     if log_loss is not None:
@@ -385,26 +454,17 @@ def confusion_metrics(cm: np.ndarray, log_loss: float | None = None) -> dict:
     return out
 
 
-def baseline_predictions(con, settings: Settings, data: Dataset) -> dict[str, np.ndarray]:
-    """Two baselines on the validation rows: the majority class before the cut-off, and the most frequent
-    class of the same branch x item before the cut-off, else of the item, else the majority class."""
-    majority = int(np.bincount(data.y_train, minlength=len(CLASSES)).argmax())
-    label = definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)
-    # ties go to the lower class (LOW before MEDIUM before HIGH), so the baseline is deterministic
-    modes = con.sql(f"""
-        WITH lines AS (SELECT line_id, branch_id, item_code, sale_day < ? AS before, {label} AS label
-                       FROM usable_lines),
-             counts AS (SELECT branch_id, item_code, label, count(*) AS n,
-                               CASE label WHEN 'LOW' THEN 2 WHEN 'MEDIUM' THEN 1 ELSE 0 END AS tie
-                        FROM lines WHERE before GROUP BY branch_id, item_code, label),
-             bi AS (SELECT branch_id, item_code, arg_max(label, (n, tie)) AS label FROM counts
-                    GROUP BY branch_id, item_code),
-             it AS (SELECT item_code, arg_max(label, (n, tie)) AS label FROM
-                      (SELECT item_code, label, sum(n) AS n, any_value(tie) AS tie FROM counts
-                       GROUP BY item_code, label)
-                    GROUP BY item_code)
-        SELECT coalesce(bi.label, it.label) AS label FROM lines v
-        LEFT JOIN bi USING (branch_id, item_code) LEFT JOIN it USING (item_code)
-        WHERE NOT v.before ORDER BY v.line_id""", params=[data.cutoff]).to_arrow_table()["label"]
-    mode_pred = pc.index_in(modes, value_set=pa.array(CLASSES)).fill_null(majority).to_numpy().astype(np.int32)
-    return {"majority": np.full(len(mode_pred), majority, np.int32), "branch_item_mode": mode_pred}
+def baselines_sql(sql_text, settings: Settings, cutoff: dt.date, last_line_id: int) -> str:
+    """sql/baselines.sql for a test slice, through `sql_text` (duck.sql_text, or spark.sql_text)."""
+    return sql_text("baselines", settings, cutoff=f"DATE '{cutoff.isoformat()}'", last_line_id=int(last_line_id),
+                    label=definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)).rstrip("; \n")
+
+
+def baseline_metrics(rows) -> dict[str, dict]:
+    """Both baselines' metrics from sql/baselines.sql's rows (actual, mode, majority, lines)."""
+    k = len(CLASSES)
+    cms = {"majority": np.zeros((k, k), np.int64), "branch_item_mode": np.zeros((k, k), np.int64)}
+    for actual, mode, majority, n in rows:
+        cms["branch_item_mode"][CLASSES.index(actual), CLASSES.index(mode)] += n
+        cms["majority"][CLASSES.index(actual), CLASSES.index(majority)] += n
+    return {name: confusion_metrics(cm) for name, cm in cms.items()}

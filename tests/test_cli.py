@@ -21,7 +21,7 @@ def test_broken_csv_fails_with_the_line_and_changes_nothing(tmp_path):
     db = tmp_path / "s.duckdb"
     run_cli("load", db, write_csv(tmp_path / "ok.csv", GOOD))
     proc = run_cli("load", db, write_csv(tmp_path / "bad.csv", GOOD[:1] + BAD[:1]), check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Error: " in proc.stderr and "line 3: non-numeric quantity: lots" in proc.stderr
     assert "Traceback" not in proc.stderr
     with duckdb.connect(str(db), read_only=True) as con:
@@ -35,11 +35,11 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     db = tmp_path / "s.duckdb"
     csv = write_csv(tmp_path / "ok.csv", GOOD)
     proc = run_cli("load", db, csv, "--map", "Nope=x", check=False)
-    assert proc.returncode == 1 and "mapping 'Nope=x' is not TARGET=SOURCE_COLUMN" in proc.stderr
+    assert proc.returncode == 2 and "mapping 'Nope=x' is not TARGET=SOURCE_COLUMN" in proc.stderr
     proc = run_cli("load", db, csv, "--map", "Date=When", check=False)
     assert "has no column 'When' for sale_time" in proc.stderr
     proc = run_cli("query", db, "SELECT * FROM nowhere", check=False)
-    assert proc.returncode == 1 and "nowhere" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "nowhere" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_file_locked_by_another_process_gets_a_clear_message(tmp_path):
@@ -53,7 +53,7 @@ def test_a_file_locked_by_another_process_gets_a_clear_message(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         proc = run_cli("load", db, tmp_path / "ok.csv", check=False)
-        assert proc.returncode == 1
+        assert proc.returncode == 2
         assert f"in use by another process (PID {holder.pid}" in proc.stderr and "Traceback" not in proc.stderr
     finally:
         holder.kill()

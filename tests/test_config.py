@@ -4,13 +4,15 @@ from sales_sql.config import ConfigError, load_settings, settings_from_dict
 
 GOOD = {
     "classes": {"low_max": 3, "medium_max": 8},
+    "invoices": {"time_zone": "UTC"},
     "hashing": {"buckets": 20},
     "drift": {"window_days": 30, "ks_effect_threshold": 0.1, "chi2_effect_threshold": 0.15, "alpha": 0.05,
               "performance_drop": 0.05},
-    "training": {"cutoff": "", "valid_fraction": 0.2, "num_boost_round": 1000, "early_stopping_rounds": 30,
+    "training": {"cutoff": "", "valid_fraction": 0.2, "stop_fraction": 0.1, "num_boost_round": 1000, "early_stopping_rounds": 30,
                  "checkpoint_every": 20, "class_weight": "balanced", "max_depth": 10, "min_child_weight": 5.0, "learning_rate": 0.05,
                  "subsample": 0.8, "colsample_bytree": 0.8, "max_bin": 256, "seed": 7},
     "registry": {"experiment": "sales_sql", "model_name": "sales_sql_class"},
+    "gate": {"require": "not_worse", "confidence": 0.95},
 }
 
 
@@ -26,6 +28,8 @@ def test_shipped_config_loads_and_matches_the_documented_defaults():
     ("hashing", "buckets", True, "hashing.buckets = True"),
     ("training", "cutoff", "2011-13-01", "training.cutoff = '2011-13-01'"),
     ("training", "class_weight", "auto", "training.class_weight = 'auto'"),
+    ("invoices", "time_zone", "Mars/Olympus", "invoices.time_zone = 'Mars/Olympus'"),
+    ("gate", "require", "maybe", "gate.require = 'maybe'"),
 ])
 def test_bad_values_name_the_key(section, key, value, needle):
     raw = {s: dict(v) for s, v in GOOD.items()}
@@ -84,13 +88,13 @@ def test_config_command_writes_the_defaults_and_every_command_takes_config(tmp_p
     written = (tmp_path / "s.toml").read_text()
     assert written == DEFAULT_PATH.read_text()
     again = runner.invoke(main, ["config", "--init", "s.toml"])
-    assert again.exit_code == 1 and "exists already" in again.output
+    assert again.exit_code == 2 and "exists already" in again.output
     (tmp_path / "s.toml").write_text(written.replace("window_days = 30", "window_days = 9"))
     shown = runner.invoke(main, ["config", "--config", "s.toml"])
     assert "drift.window_days = 9" in shown.output and "from: s.toml" in shown.output
     (tmp_path / "s.toml").write_text("[hashing]\nbuckets = 1\n")
     (tmp_path / "x.duckdb").touch()
     bad = runner.invoke(main, ["query", "--config", "s.toml", "x.duckdb", "SELECT 1"])
-    assert bad.exit_code == 1 and "hashing.buckets = 1 is not valid" in bad.output
+    assert bad.exit_code == 2 and "hashing.buckets = 1 is not valid" in bad.output
     for name, command in main.commands.items():
         assert "--config" in [o for p in command.params for o in p.opts], name

@@ -116,16 +116,18 @@ def test_training_reads_the_kernels_matrix_which_equals_the_views(tmp_path, sett
     con = sales_sql.connect(db, settings=settings)
     data = training.load_dataset(con, settings)
     view = con.sql("SELECT * FROM training_set ORDER BY line_id").to_arrow_table()
-    before = pc.less(view["sale_day"], pa.scalar(data.cutoff, pa.date32()))
-    with mock.patch.object(training, "BATCH_ROWS", 1_000):  # several batches a side
-        for where, y, mask in (("sale_day < ?", data.y_train, before), ("sale_day >= ?", data.y_valid,
-                                                                        pc.invert(before))):
-            got = list(training.batches(con, settings, data.spec, where, [data.cutoff]))
+    train = pc.less(view["sale_day"], pa.scalar(data.stop_from, pa.date32()))
+    test = pc.greater_equal(view["sale_day"], pa.scalar(data.cutoff, pa.date32()))
+    with mock.patch.object(training, "BATCH_ROWS", 1_000):  # several batches a slice
+        for where, day, y, mask in (("sale_day < ?", data.stop_from, data.y_train, train),
+                                    ("sale_day >= ?", data.cutoff, data.y_test, test)):
+            got = list(training.batches(con, settings, data.spec, where, [day]))
             assert len(got) > 1
             np.testing.assert_array_equal(np.concatenate([X for _, X, _ in got]), to_matrix(view.filter(mask),
                                                                                              data.spec))
             np.testing.assert_array_equal(y, labels(view.filter(mask)))
-    assert (data.dtrain.num_row(), data.dvalid.num_row()) == (len(data.y_train), len(data.y_valid))
+    assert (data.dtrain.num_row(), data.dtest.num_row()) == (len(data.y_train), len(data.y_test))
+    data.close()
     sales_sql.close(db)
 
 
@@ -136,5 +138,6 @@ def test_retrain_reads_a_file_whose_history_was_built_by_another_definition(tmp_
     db = make_db(tmp_path, custom, lines=6_000, days=60)  # history and training_set of two key kinds only
     data, _ = prepare(str(db), settings)  # opens for writing: both are rebuilt for the shipped definition
     assert data.spec == feature_spec(settings) and data.dtrain.num_col() == len(data.spec["features"])
+    data.close()
     with sales_sql.db.opened(db, read_only=True, settings=settings) as con:
         assert con.execute("SELECT count(DISTINCT kind) FROM history").fetchone()[0] == len(FEATURES.kinds)

@@ -1,6 +1,8 @@
 """sql/drift.sql through `sales-sql drift`: the report, its decisions, exit codes, drift_report and the plot."""
+import datetime as dt
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import xgboost as xgb
@@ -10,7 +12,7 @@ from test_predict import deploy
 
 import sales_sql
 from sales_sql.monitor import baseline_table, store_baseline
-from sales_sql.training import load_dataset, xgb_params
+from sales_sql.training import choose_stop, load_dataset, xgb_params
 
 DRIFT_AFTER = "2024-06-01"  # make_db's demo data runs from 2024-01-01 for 200 days
 
@@ -28,6 +30,7 @@ def monitored(tmp_path_factory):
     deploy(con, booster, data.spec, 1)
     con.execute("UPDATE deployed_models SET metrics = ?", [json.dumps({"accuracy": 0.6, "macro_f1": 0.55})])
     store_baseline(con, settings, 1, baseline_table(data, booster))
+    data.close()
     sales_sql.close(db)
     return db
 
@@ -132,6 +135,17 @@ def test_the_baseline_is_a_seeded_sample_with_the_models_predictions(monitored):
     con = sales_sql.connect(monitored, read_only=True)
     n, classes, last = con.execute("""SELECT count(*), count(DISTINCT predicted), max(month)
                                       FROM drift_baseline WHERE version = 1""").fetchall()[0]
-    train_rows = con.execute("SELECT count(*) FROM training_set WHERE sale_day < DATE '2024-04-15'").fetchall()[0][0]
+    # the training slice: the lines before the early-stopping slice, which ends at the cut-off
+    stop_from = choose_stop(con, sales_sql.load_settings(), dt.date(2024, 4, 15))
+    train_rows = con.execute("SELECT count(*) FROM training_set WHERE sale_day < ?", [stop_from]).fetchall()[0][0]
     sales_sql.close(monitored)
     assert n == min(train_rows, 100_000) and classes >= 2 and last <= 4
+
+
+def test_a_plot_that_cannot_be_written_exits_2_in_one_line_and_saves_no_report(db):
+    """The drift was found, but the command failed: 2 (not 1, which a scheduler would skip), nothing saved."""
+    before = report_rows(db)
+    out = run_cli("drift", db, "--plot", "/no/such/dir/x.png", check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "drift failed while writing the plot" in out.stderr
+    assert report_rows(db) == before and not list(Path("/no/such/dir").parent.glob("x.png*"))

@@ -103,19 +103,19 @@ def test_a_damaged_bundle_or_missing_store_gets_a_clear_message_and_production_s
     blocked = tmp_path / "blocked"
     blocked.write_text("not a folder")
     out = run_cli("promote", db, first.version, "--models-dir", blocked / "models", check=False)
-    assert out.returncode == 1 and "cannot write the model bundle" in out.stderr and "unchanged" in out.stderr
+    assert out.returncode == 2 and "cannot write the model bundle" in out.stderr and "unchanged" in out.stderr
     assert state(db) == before
     # the MLflow store is gone (moved away): promote must say so and leave the file as it was
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}")
     out = run_cli("promote", db, first.version, "--models-dir", tmp_path / "models", check=False)
-    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert state(db) == before
     # the store cannot be reached at all: every lifecycle command says which store failed, in one line
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     for args in (["models", db], ["promote", db, "--models-dir", tmp_path / "models"]):
         out = run_cli(*args, check=False)
-        assert out.returncode == 1 and "the MLflow store at http://127.0.0.1:9 failed" in out.stderr, out.stderr
+        assert out.returncode == 2 and "the MLflow store at http://127.0.0.1:9 failed" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
     assert state(db) == before
     # the deployed bundle in the file is damaged: predictions fall back and say why, nothing fails

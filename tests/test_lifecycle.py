@@ -47,16 +47,17 @@ def test_retrain_logs_everything_and_registers_a_version(tmp_path, settings, sto
     from sales_sql.registry import retrain
 
     db = make_db(tmp_path, settings)
-    r = retrain(str(db), dataclasses.replace(settings, **QUICK), tmp_path / "models", progress=False)
+    r = retrain(str(db), dataclasses.replace(settings, **{**QUICK, "early_stopping_rounds": 30}), tmp_path / "models",
+                progress=False)
     run = MlflowClient(store).get_run(r.run_id)
     m = run.data.metrics
     for key in ("accuracy", "macro_f1", "log_loss", "precision_LOW", "recall_HIGH", "f1_MEDIUM",
                 "baseline_majority_accuracy", "baseline_branch_item_mode_macro_f1", "lift_macro_f1_over_majority"):
         assert key in m, key
     assert m["macro_f1"] > m["baseline_branch_item_mode_macro_f1"] > m["baseline_majority_macro_f1"]
-    assert run.data.params["cutoff"] and int(run.data.params["train_rows"]) > 0
-    curve = sorted(MlflowClient(store).get_metric_history(r.run_id, "valid_mlogloss"), key=lambda p: p.step)
-    assert [p.step for p in curve] == list(range(40)) and curve[0].value > curve[-1].value
+    assert run.data.params["test_from"] and int(run.data.params["train_rows"]) > 0
+    curve = sorted(MlflowClient(store).get_metric_history(r.run_id, "stop_mlogloss"), key=lambda p: p.step)
+    assert [p.step for p in curve] == list(range(r.rounds)) and curve[0].value > curve[-1].value
     artifacts = {a.path for a in MlflowClient(store).list_artifacts(r.run_id)}
     assert {"confusion_matrix.png", "feature_importance.png", "feature_spec.json", "config.json",
             "drift_baseline.parquet"} <= artifacts
@@ -67,7 +68,8 @@ def test_retrain_logs_everything_and_registers_a_version(tmp_path, settings, sto
     assert stored[0] == int(run.data.params["train_rows"]) and stored[1] >= 2
     version = MlflowClient(store).get_model_version(settings.model_name, str(r.version))
     assert float(version.tags["macro_f1"]) == pytest.approx(r.metrics["macro_f1"], abs=1e-6)
-    assert sorted(p.name for p in (tmp_path / "models" / "checkpoints").glob("*/iter_*.ubj"))[-1] == "iter_00040.ubj"
+    assert sorted(p.name for p in (tmp_path / "models" / "checkpoints").glob("*/iter_*.ubj"))[-1] == \
+        f"iter_{r.rounds // 20 * 20:05d}.ubj"
 
 
 def test_gate_force_rollback_and_models_listing(tmp_path, settings, store, monkeypatch):
@@ -83,7 +85,7 @@ def test_gate_force_rollback_and_models_listing(tmp_path, settings, store, monke
 
     run_cli("promote", db, good.version, *md)
     refused = run_cli("promote", db, bad.version, *md, check=False)
-    assert refused.returncode == 1 and "worse than production version" in refused.stderr and "--force" in refused.stderr
+    assert refused.returncode == 1 and "worse than production" in refused.stderr and "--force" in refused.stderr
     assert "*    D" in run_cli("models", db).stdout.splitlines()[good.version]
 
     run_cli("promote", db, bad.version, "--force", *md)
@@ -99,7 +101,7 @@ def test_gate_force_rollback_and_models_listing(tmp_path, settings, store, monke
     close(db)
     assert rows == [(good.version, "retired"), (bad.version, "rolled_back"), (good.version, "active")]
     again = run_cli("rollback", db, *md, check=False)
-    assert again.returncode == 1 and "no earlier production version" in again.stderr
+    assert again.returncode == 2 and "no earlier production version" in again.stderr
 
     # a retrain stopped after MLflow registered its version, here while it logged the drift baseline: the
     # version has no metrics (they are tagged last), so the gate cannot pass it and --best passes over it
@@ -114,7 +116,7 @@ def test_gate_force_rollback_and_models_listing(tmp_path, settings, store, monke
     monkeypatch.undo()
     cut = bad.version + 1
     assert [v["version"] for v in registry.list_models(str(db), settings) if math.isnan(v["macro_f1"])] == [cut]
-    with pytest.raises(RegistryError, match=f"version {cut} has no validation metrics"):
+    with pytest.raises(RegistryError, match=f"version {cut} has no test metrics"):
         promote(str(db), settings, cut, models_dir=tmp_path / "models")
     assert promote(str(db), settings, best=True, models_dir=tmp_path / "models") == good.version
 
@@ -155,16 +157,16 @@ def test_retrain_refuses_data_that_cannot_train_and_registers_nothing(tmp_path, 
 
     db = make_db(tmp_path, settings, lines=3000, days=60)
     early = run_cli("retrain", db, "--cutoff", "2020-01-01", check=False)
-    assert early.returncode == 1 and "no usable lines before the cut-off 2020-01-01" in early.stderr
+    assert early.returncode == 2 and "no usable lines before the cut-off 2020-01-01" in early.stderr
     late = run_cli("retrain", db, "--cutoff", "2030-01-01", check=False)
-    assert late.returncode == 1 and "no usable lines on or after the cut-off" in late.stderr
+    assert late.returncode == 2 and "no usable lines on or after the cut-off" in late.stderr
     con = connect(db, settings=settings)
     # a price the loader would reject, written by hand: named, instead of XGBoost's stack trace
     line = con.execute("UPDATE invoices SET unit_price = '-inf' WHERE line_id = (SELECT max(line_id) "
                        "FROM usable_lines) RETURNING line_id").fetchall()[0][0]
     close(db)
     infinite = run_cli("retrain", db, check=False)
-    assert infinite.returncode == 1
+    assert infinite.returncode == 2
     assert (f"training_set has 1 line(s) with an infinite price_vs_branch_item, price_vs_customer, price_vs_item, "
             f"unit_price, e.g. "
             f"line_id {line} (unit_price -inf)") in infinite.stderr
@@ -172,7 +174,7 @@ def test_retrain_refuses_data_that_cannot_train_and_registers_nothing(tmp_path, 
     con.execute("UPDATE invoices SET quantity_sold = 1 WHERE quantity_sold > 0")
     close(db)
     one_class = run_cli("retrain", db, check=False)
-    assert one_class.returncode == 1 and "only class ['LOW']" in one_class.stderr
+    assert one_class.returncode == 2 and "only class ['LOW']" in one_class.stderr
     assert "Traceback" not in early.stderr + late.stderr + infinite.stderr + one_class.stderr
     assert MlflowClient(store).search_registered_models() == []
 
@@ -233,6 +235,6 @@ def test_promote_and_models_do_not_create_a_missing_store(tmp_path, settings, mo
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
     # the CLI in this process (a subprocess would spend about 10 s importing MLflow)
     refused = CliRunner().invoke(main, ["promote", str(db)])
-    assert refused.exit_code == 1 and f"there is no MLflow store at {missing}" in refused.stderr, refused.output
+    assert refused.exit_code == 2 and f"there is no MLflow store at {missing}" in refused.stderr, refused.output
     assert "no versions registered yet" in CliRunner().invoke(main, ["models", str(db)]).stdout
     assert not missing.exists()

@@ -331,7 +331,7 @@ def test_bulk_scoring_refuses_bad_input_and_changes_nothing(db, args, message):
     sales_sql.close(path)
     full = ["--into", "x", *args] if "--into" not in args else args
     proc = run_cli("predict", path, *full, check=False)
-    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     con = sales_sql.connect(path)
     assert con.execute("SELECT count(*) FROM invoices").fetchall()[0][0] == before
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'x'").fetchall()[0][0] == 0

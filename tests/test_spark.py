@@ -56,7 +56,7 @@ def spark(work, settings):
     session = engine.session("local[2]")
     engine.create_views(session, work["export"], settings)
     yield session
-    session.stop()
+    engine.stop(session)
 
 
 def duck_table(db, sql, settings):
@@ -194,4 +194,4 @@ def test_retrain_on_spark_from_the_command_line_needs_its_input(work):
     assert refused.returncode == 2 and "--engine spark needs --input DIR" in refused.stderr
     assert "sale_month=" in " ".join(p.name for p in (work["export"] / "invoices").iterdir())
     again = run_cli("export", work["db"], work["export"], check=False)
-    assert again.returncode == 1 and "exists" in again.stderr
+    assert again.returncode == 2 and "exists" in again.stderr
