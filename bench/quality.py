@@ -23,8 +23,10 @@ def main():
     t = time.perf_counter()
     r = retrain(str(db), load_settings(), models, cutoff=CUTOFF)
     print(f"cut-off {CUTOFF}; {r.rounds} rounds; {time.perf_counter() - t:.0f} s")
-    rows = [("model (test slice)", r.metrics), ("model (early-stopping slice)", r.stop)]
-    print(_metrics_table(rows + [(f"baseline: {k} (test)", m) for k, m in r.baselines.items()]))
+    for name, (first, last, lines) in sorted(r.slices.items(), key=lambda kv: kv[1][0]):
+        print(f"  {name:5} slice: {first} .. {last}, {lines:,} lines")
+    rows = [("model, test slice", r.metrics), ("model, early-stopping slice", r.stop)]
+    print(_metrics_table(rows + [(f"baseline: {k}, test", m) for k, m in r.baselines.items()]))
     ok = r.metrics["macro_f1"] >= 0.745 and r.metrics["accuracy"] >= 0.775
     print(f"targets on the test slice (macro-F1 >= 0.745, accuracy >= 0.775): {'met' if ok else 'NOT met'}")
 

@@ -333,12 +333,16 @@ def retrain(database, cutoff, rounds, resume, engine, input_dir, master, num_wor
         return _retrain_on_spark(database, settings, cutoff, input_dir, master, num_workers)
     # importing MLflow and opening its store take seconds: do it while DuckDB reads the data
     step("reading the training data")
-    with ThreadPoolExecutor(1) as pool:
-        warm = pool.submit(lambda: _lifecycle().warm_up(database, settings))
-        try:
+    prepared = None
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            warm = pool.submit(lambda: _lifecycle().warm_up(database, settings))
             prepared = prepare(database, settings, cutoff)
-        finally:
             warm.result()
+    except BaseException:
+        if prepared is not None:  # the matrices' files go with it
+            prepared[0].close()
+        raise
     step("training and registering")
     r = _lifecycle().retrain(database, settings, models_dir, cutoff=cutoff, resume=resume, prepared=prepared)
     if r.resumed_from:

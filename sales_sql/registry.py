@@ -116,6 +116,7 @@ class RetrainResult:
     resumed_from: int
     rounds: int
     stop: dict | None = None  # the early-stopping slice's metrics (optimistic: it chose the rounds)
+    slices: dict | None = None  # {slice: (first day, last day, lines)}
 
 
 def warm_up(db_path: str, settings: Settings) -> None:
@@ -171,7 +172,8 @@ def _retrain(db_path, settings: Settings, models_dir, data, baselines: dict, res
                                             lambda: baseline_table(data, result.booster), data.slices,
                                             data.last_line_id, stop)
     state_file.write_text(json.dumps({"run_id": run.info.run_id, "finished": True, "version": version}))
-    return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds, stop)
+    return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds, stop,
+                         data.slices)
 
 
 def register_version(db_path, settings: Settings, client: MlflowClient, booster: xgb.Booster, metrics: dict,

@@ -5,7 +5,7 @@
 --   chi2 (categories): branch_id, item_code (the baseline's $top most frequent values, the rest as '(other)':
 --                      thousands of sparse categories would make the effect size mostly sampling noise),
 --                      day_of_week, predicted_class (prediction drift)
---   performance:       the model's accuracy and macro-F1 on the window against its validation figures
+--   performance:       the model's accuracy and macro-F1 on the window against its test-slice figures
 --                      ($accuracy, $macro_f1: the version's, from deployed_models or the registry)
 -- The calendar is tested through day_of_week only: day_of_month, month and day_of_year of any window of a
 -- few weeks differ from a year-round baseline by construction (the baseline keeps them for inspection).

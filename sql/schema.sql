@@ -101,7 +101,7 @@ CREATE TABLE IF NOT EXISTS drift_report (
     statistic     DOUBLE,              -- KS D, chi-square, or the window's accuracy / macro-F1
     p_value       DOUBLE,
     p_adjusted    DOUBLE,              -- Holm-adjusted over the run's ks and chi2 tests
-    effect_size   DOUBLE,              -- decides, with the threshold (performance: validation minus window)
+    effect_size   DOUBLE,              -- decides, with the threshold (performance: test slice minus window)
     threshold     DOUBLE,
     is_drift      BOOLEAN   NOT NULL,
     n_window      BIGINT,

@@ -2,6 +2,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,23 @@ def need_uci():
                     "the project (../shared/data), or download both files from https://doi.org/10.24432/C5CG6D "
                     "and save them as Parquet under those names")
     return UCI_FILES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind():
+    """After the suite no sales_sql temporary folder remains: each command and Spark session removes its own, and
+    those of processes the tests killed go with the next sales_sql process (scratch.sweep, run here last)."""
+    from sales_sql import scratch
+
+    def ours():
+        return set(Path(tempfile.gettempdir()).glob(f"{scratch.PREFIX}*")) | set(
+            Path(tempfile.gettempdir()).glob("sales_sql_*"))
+
+    before = ours()
+    yield
+    scratch.sweep()
+    left = sorted(str(p) for p in ours() - before)
+    assert not left, f"the suite left temporary folders behind: {left}"
 
 
 @pytest.fixture(scope="session")

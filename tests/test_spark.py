@@ -141,26 +141,92 @@ def test_a_definition_the_kernels_cannot_serve_falls_back_on_spark_as_in_duckdb(
     assert p["source"] == "fallback:features_unavailable" and p["label"] in ("LOW", "MEDIUM", "HIGH")
 
 
-def test_a_spark_trained_version_serves_in_duckdb_and_a_duckdb_one_on_spark(work, spark, settings):
-    version, metrics = engine.retrain(spark, work["db"], work["quick"], cutoff=CUTOFF)
+def test_export_then_retrain_on_spark_through_the_command_line_serves_in_duckdb(work, spark, settings):
+    """The documented path, typed as a user would: `sales-sql export` (fixture) then `sales-sql retrain --engine spark
+    --input DIR`; the version it registers serves in DuckDB, and its run record is what ran."""
+    from mlflow import MlflowClient
+
+    from sales_sql.definition import CLASSES
+    from sales_sql.training import evaluate
+
+    out = run_cli("retrain", work["db"], "--engine", "spark", "--input", work["export"], "--cutoff", CUTOFF,
+                  "--config", work["tmp"] / "quick.toml", "--models-dir", work["tmp"] / "models")
+    version = int(out.stdout.split(" version ")[1].split()[0])
+    client = MlflowClient()
+    registered = client.get_model_version(settings.model_name, str(version))
+    run = client.get_run(registered.run_id).data
+    # what pipeline needs to skip a retrain, and the same slices and baselines as a DuckDB retrain records
+    con = connect(work["db"], read_only=True, settings=settings)
+    newest = con.execute("SELECT max(line_id) FROM usable_lines").fetchone()[0]
+    trained_through = con.execute("SELECT value FROM sales_sql_meta WHERE key = 'trained_through_line_id'").fetchone()
+    con.close()
+    close(work["db"])
+    assert int(registered.tags["trained_through_line_id"]) == newest == int(trained_through[0])
+    duck_run = client.get_run(client.get_model_version(settings.model_name, str(work["duckdb_version"])).run_id).data
+    for key in ("train_from", "train_through", "stop_from", "stop_through", "test_from", "test_rows"):
+        assert run.params[key] == duck_run.params[key], key
+    for key in ("baseline_majority_macro_f1", "baseline_branch_item_mode_macro_f1", "baseline_branch_item_mode_accuracy"):
+        assert run.metrics[key] == pytest.approx(duck_run.metrics[key], abs=1e-12), key
     run_cli("promote", work["db"], str(version), "--force", "--config", work["tmp"] / "quick.toml",
             "--models-dir", work["tmp"] / "models")
     valid = duck_table(work["db"], f"""SELECT label, predict_sales({ARGS}) AS p FROM training_set
                                        WHERE sale_day >= DATE '{CUTOFF}'""", settings)
-    from sales_sql.training import evaluate
-    from sales_sql.definition import CLASSES
-
     p = valid["p"].combine_chunks()
     assert set(p.field("source").to_pylist()) == {"model"} and set(p.field("model_version").to_pylist()) == {version}
     y = np.array([CLASSES.index(c) for c in valid["label"].to_pylist()])
     pred = np.array([CLASSES.index(c) for c in p.field("label").to_pylist()])
     served = evaluate(y, pred)["macro_f1"]
     assert abs(served - work["duckdb_f1"]) <= 0.02, (served, work["duckdb_f1"])
-    assert metrics["macro_f1"] == pytest.approx(served, abs=1e-9)  # Spark's executors scored the same rows alike
+    assert run.metrics["macro_f1"] == pytest.approx(served, abs=1e-9)  # Spark's executors scored the same rows alike
     # and the DuckDB-trained version from the registry, on Spark
     assert engine.register(spark, settings, db=work["db"], version=work["duckdb_version"]) == "model"
     got = spark.sql("SELECT predict_sales(DATE '2024-07-01', '1', '10001').model_version AS v").collect()[0]["v"]
     assert got == work["duckdb_version"]
+
+
+def test_spark_trains_with_the_parameters_its_run_records(settings):
+    from sales_sql.training import xgb_params
+
+    quick = dataclasses.replace(settings, **QUICK)
+    classifier = engine.classifier_for(quick, 2, True)
+    given = {p.name: classifier.getOrDefault(p) for p in classifier.params if classifier.isDefined(p)}
+    logged = {k: v for k, v in xgb_params(quick).items() if k != "nthread"}  # what the run logs as its params
+    names = {"eta": "learning_rate", "seed": "random_state", "objective": None, "num_class": None}
+    for key, value in logged.items():
+        if names.get(key, key) is not None:
+            assert given[names.get(key, key)] == value, key
+    assert given["n_estimators"] == quick.num_boost_round and given["early_stopping_rounds"] == QUICK[
+        "early_stopping_rounds"] and "is_stop" in given.values()  # early stopping on its own slice
+
+
+def test_zoned_sale_times_give_spark_the_same_days_as_duckdb(work, spark, settings, tmp_path):
+    """Instants (TIMESTAMP WITH TIME ZONE) become wall-clock times of the time_zone setting on both engines."""
+    from zoneinfo import ZoneInfo
+
+    import pyarrow.parquet as pq
+
+    tokyo = dataclasses.replace(settings, time_zone="Asia/Tokyo")
+    utc = ZoneInfo("UTC")
+    times = [dt.datetime(2025, 6, 30, 23, 30, tzinfo=utc), dt.datetime(2025, 7, 1, 14, 59, tzinfo=utc),
+             dt.datetime(2025, 7, 1, 15, 0, tzinfo=utc)]
+    pq.write_table(pa.table({"Date": pa.array(times, pa.timestamp("us", tz="UTC")), "BranchID": ["1"] * 3,
+                             "InvoiceNumber": ["A", "B", "C"], "ItemCode": ["10001"] * 3, "QuantitySold": [2, 5, 9]}),
+                   tmp_path / "zoned.parquet")
+    con = connect(tmp_path / "z.duckdb", settings=tokyo)
+    load_file(con, tmp_path / "zoned.parquet", settings=tokyo)
+    duck = con.execute("SELECT sale_time, sale_day FROM usable_lines ORDER BY line_id").fetchall()
+    close(tmp_path / "z.duckdb")
+    assert [d for _, d in duck] == [dt.date(2025, 7, 1), dt.date(2025, 7, 1), dt.date(2025, 7, 2)]
+    frame = spark.read.parquet(str(tmp_path / "zoned.parquet")).selectExpr(
+        "Date AS sale_time", "BranchID AS branch_id", "InvoiceNumber AS invoice_number", "ItemCode AS item_code",
+        "CAST(QuantitySold AS INT) AS quantity_sold", "CAST(NULL AS DOUBLE) AS unit_price", "CAST(NULL AS STRING) AS customer_id",
+        "monotonically_increasing_id() AS line_id")
+    try:
+        engine.create_views(spark, frame, tokyo)
+        theirs = [tuple(r) for r in spark.sql("SELECT sale_time, sale_day FROM usable_lines ORDER BY line_id").collect()]
+    finally:
+        engine.create_views(spark, work["export"], settings)  # the module's views again
+    assert theirs == duck
 
 
 def test_drift_on_spark_equals_duckdbs_report(work, spark, settings):
