@@ -54,6 +54,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/drift_quality.py
 	$(BIN)/python bench/drift_uci.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/backfill.py
 
 clean:
 	rm -rf $(VENV) demo

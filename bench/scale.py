@@ -85,12 +85,14 @@ def new_day(uci: Path) -> Path:
     return path
 
 
-def timed(*args, ok=(0,)) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one sales-sql command."""
+def timed(*args, ok=(0,), output: list | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one sales-sql command (its stdout appended to `output`, when given)."""
     proc = subprocess.run(["/usr/bin/time", "-v", SALES_SQL, *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode not in ok:
         sys.exit(f"sales-sql {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    if output is not None:
+        output.append(proc.stdout)
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 1024
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr).groups()
     return int(wall[0] or 0) * 3600 + int(wall[1]) * 60 + float(wall[2]), rss

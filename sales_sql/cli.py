@@ -10,7 +10,7 @@ import duckdb
 
 from . import db
 from .config import load_settings
-from .loader import PRESETS, load_files, parse_mapping
+from .loader import PRESETS, load_file, parse_mapping
 from .ops import cause
 
 # the exit-code contract of every command (docs/cli.md): schedulers branch on these three values alone
@@ -71,10 +71,33 @@ def _settings():
     return load_settings(click.get_current_context().find_object(dict).get("config"))
 
 
-def _open(path: str, read_only: bool = False):
+def _open(path: str, read_only: bool = False, memory_limit: str | None = None):
+    """DATABASE for the command, released when the command ends (DuckDB then removes its spill folder too)."""
     con = db.connect(path, read_only=read_only, settings=_settings())
+    click.get_current_context().call_on_close(lambda: db.close(path))
     con.execute("SET enable_progress_bar = false")
+    if memory_limit is not None:
+        _limit(con, memory_limit)
     return con
+
+
+def _limit(con, memory_limit: str) -> None:
+    try:
+        con.execute("SET memory_limit = ?", [memory_limit])
+    except duckdb.Error as e:
+        raise click.BadParameter(f"{memory_limit!r}: {e}; write a size such as 512MB or 2GB",
+                                 param_hint="--memory-limit") from None
+
+
+def memory_limit_option(default: str, what: str):
+    return click.option("--memory-limit", default=default, show_default=True,
+                        help=f"DuckDB's memory limit for the command ({what}; beyond it DuckDB writes to a "
+                             "temporary folder beside DATABASE, removed at the end).")
+
+
+def _loading(file, step):
+    """Progress of a long load on a terminal (nothing in a log): the step, and DuckDB's bar for long statements."""
+    click.echo(f"{file}: {step} ...", err=True)
 
 
 @click.group(cls=Contract)
@@ -151,20 +174,25 @@ def generate(out, lines, seed, start, days, drift_after, drift_strength):
               help="Read TARGET (e.g. Date or sale_time) from COLUMN; repeatable; overrides the preset.")
 @click.option("--allow-rejects", is_flag=True,
               help="Load the good lines of a file with bad ones and record the bad ones in rejected_rows.")
+@memory_limit_option("1GB", "a load of any size holds about this much beside Python's 0.2 GB")
 @config_option
-def load(database, files, preset, mapping, allow_rejects):
+def load(database, files, preset, mapping, allow_rejects, memory_limit):
     """Load CSV or Parquet FILES into DATABASE (created if missing). Each file is all or nothing;
-    lines already present are skipped as duplicates.
+    lines already present are skipped as duplicates. On a terminal, long loads show their steps.
 
     Example: sales-sql load sales.duckdb ../shared/data/*.parquet --preset uci
     """
-    con = _open(database)
-    reports = load_files(con, files, preset=preset, mapping=parse_mapping(mapping), allow_rejects=allow_rejects,
-                         settings=_settings())
-    for r in reports:
+    con = _open(database, memory_limit=memory_limit)
+    terminal = sys.stderr.isatty()
+    if terminal:
+        con.execute("SET enable_progress_bar = true")
+    for file in files:
+        r = load_file(con, file, preset=preset, mapping=parse_mapping(mapping), allow_rejects=allow_rejects,
+                      settings=_settings(), progress=(lambda s, f=file: _loading(f, s)) if terminal else None)
         reasons = ", ".join(f"{k}: {v}" for k, v in r.reasons.items()) or "none"
+        took = ", ".join(f"{k} {v:.1f} s" for k, v in r.seconds.items())
         click.echo(f"{r.file}: read {r.rows_read}, loaded {r.loaded} (returns/cancellations {r.returns}), "
-                   f"duplicates skipped {r.duplicates}, rejected {r.rejected} (reasons: {reasons})")
+                   f"duplicates skipped {r.duplicates}, rejected {r.rejected} (reasons: {reasons}); {took}")
 
 
 @main.command()
@@ -201,9 +229,7 @@ def export(database, folder):
 @click.option("--replace", is_flag=True, help="Overwrite the table if it exists.")
 @click.option("--batch-rows", default=100_000, show_default=True,
               help="Lines per prediction batch (each line of a batch holds about 0.8 KB while it is scored).")
-@click.option("--memory-limit", default="128MB", show_default=True,
-              help="DuckDB's memory limit for the command (its buffers for reading invoices and writing the "
-                   "table; beyond it DuckDB writes to its temporary folder).")
+@memory_limit_option("128MB", "its buffers for reading invoices and writing the table")
 @config_option
 def predict(database, table, where, replace, batch_rows, memory_limit):
     """Score invoice lines of DATABASE in bulk into a table: line_id, label, p_low, p_medium, p_high,
@@ -216,12 +242,7 @@ def predict(database, table, where, replace, batch_rows, memory_limit):
     def progress(done, total):
         click.echo(f"scored {done:,} of {total:,} lines", err=True)
 
-    con = _open(database)
-    try:
-        con.execute("SET memory_limit = ?", [memory_limit])
-    except duckdb.Error as e:
-        raise click.BadParameter(f"{memory_limit!r}: {e}; write a size such as 512MB or 2GB",
-                                 param_hint="--memory-limit") from None
+    con = _open(database, memory_limit=memory_limit)
     total, dep = score_into(con, _settings(), table, where, replace=replace, batch_rows=batch_rows,
                             progress=progress)
     answered = f"model v{dep.version}" if dep.source == "model" else f"the fallback heuristic ({dep.reason})"
@@ -487,10 +508,11 @@ def doctor(database, fmt):
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="seed", show_default=True,
               help="Column names of FILES, as for load.")
 @click.option("--allow-rejects", is_flag=True, help="Load the good lines of a file with bad ones, as for load.")
+@memory_limit_option("1GB", "as for load")
 @format_option
 @models_dir_option
 @config_option
-def pipeline(database, files, cutoff, force, wait, preset, allow_rejects, fmt, models_dir):
+def pipeline(database, files, cutoff, force, wait, preset, allow_rejects, memory_limit, fmt, models_dir):
     """The scheduled flow in one command: load each of FILES (all or nothing per file; a file loaded before is
     skipped), retrain when new usable lines arrived since the last retrain (or --force), promote through the
     gate, then check drift over the latest window. Exit code 0: done (promoted or nothing to do), 1: the gate
@@ -508,7 +530,7 @@ def pipeline(database, files, cutoff, force, wait, preset, allow_rejects, fmt, m
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--wait") from None
     steps = run(database, files, _settings(), cutoff=cutoff, force=force, wait=seconds, models_dir=models_dir,
-                preset=preset, allow_rejects=allow_rejects, say=say)
+                preset=preset, allow_rejects=allow_rejects, say=say, limit=lambda con: _limit(con, memory_limit))
     _findings(steps, fmt, ("step", "status"))
     statuses = {s.status for s in steps}  # a failed step ends the run; the steps before it stay done
     sys.exit(FAILED if "failed" in statuses else FINDING if statuses & {"refused", "drift"} else DONE)

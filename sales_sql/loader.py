@@ -8,6 +8,7 @@ reason while the good lines load.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class LoadReport:
     rejected: int = 0
     returns: int = 0  # loaded lines with quantity <= 0: kept, but not used for training
     reasons: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # where the time went: read, de-duplicate, history
 
 
 def parse_mapping(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -153,7 +155,9 @@ def file_sha256(path: Path) -> str:
 
 
 def _stage(con: duckdb.DuckDBPyConnection, path: Path, preset: str, mapping: dict[str, str], zone: str) -> int:
-    """Fill temp table _stage (typed columns, line, reason, raw); return the count of malformed CSV lines."""
+    """Fill temp table _stage (typed columns, line, reason, and the raw text of rejected lines); return the count of
+    malformed CSV lines. The file's lines are held once (a Parquet file is read by the statement that fills _stage;
+    a CSV file once more before it, to number its lines); beyond the memory limit DuckDB spills them to disk."""
     name = path.name.lower()
     con.execute("DROP TABLE IF EXISTS _csv_rejects; DROP TABLE IF EXISTS _csv_scans")
     if name.endswith(PARQUET_SUFFIXES):
@@ -173,13 +177,23 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, preset: str, mapping: dic
         typed_cols = ", ".join(f"{_typed(t, cols.get(t), types.get(cols.get(t)), zone)} AS {t}" for t in TARGETS)
         raw_text = " || ',' || ".join(f"coalesce({_raw(c)}, '')" for c in cols.values())
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _read AS SELECT {line or 'NULL::BIGINT'} AS line, "
+            f"CREATE OR REPLACE TEMP {'VIEW' if line else 'TABLE'} _read AS SELECT {line or 'NULL::BIGINT'} AS line, "
             f"{raw_cols}, {typed_cols}, {raw_text} AS raw FROM {source}"
         )
     except duckdb.Error as e:
         raise LoadError(f"{path}: cannot be read: {e}") from None
+    try:
+        return _staged(con, csv=line is None)
+    except (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException) as e:
+        raise LoadError(f"{path}: cannot be read: {e}") from None
+    finally:
+        con.execute(f"DROP {'VIEW' if line else 'TABLE'} IF EXISTS _read")
+
+
+def _staged(con: duckdb.DuckDBPyConnection, csv: bool) -> int:
+    """_stage from _read (and, for a CSV file, its rejects)."""
     malformed = 0
-    if line is None:
+    if csv:
         # CSV: the n-th record read sits on the n-th physical line after the header that the reader did not
         # reject as malformed (one line per record assumed).
         malformed = first_row(con, "SELECT count(*) FROM _csv_rejects")[0]
@@ -195,7 +209,7 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, preset: str, mapping: dic
         CREATE OR REPLACE TEMP TABLE _stage AS
         SELECT line, sale_time, branch_id, invoice_number, item_code,
                CAST(CASE WHEN reason IS NULL THEN quantity_sold END AS INTEGER) AS quantity_sold,
-               unit_price, customer_id, reason, raw
+               unit_price, customer_id, reason, CASE WHEN reason IS NOT NULL THEN raw END AS raw
         FROM (SELECT *, {_REASON} AS reason FROM _read)""")
     if malformed:
         con.execute("""
@@ -206,14 +220,27 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, preset: str, mapping: dic
 
 def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str = "seed",
               mapping: dict[str, str] | None = None, allow_rejects: bool = False,
-              settings: Settings | None = None) -> LoadReport:
-    """Load one CSV or Parquet file into invoices; see the module docstring for the guarantees."""
+              settings: Settings | None = None, progress=None) -> LoadReport:
+    """Load one CSV or Parquet file into invoices; see the module docstring for the guarantees. `progress(step)` is
+    called as each step starts (read, de-duplicate, history); report.seconds says how long each took."""
     settings = settings or load_settings()
     path = Path(path)
     if not path.is_file():
         raise LoadError(f"{path} does not exist or is not a file")
-    sha = file_sha256(path)
     report = LoadReport(file=str(path))
+    started = [("read", time.perf_counter())]
+
+    def step(name: str) -> None:
+        now = time.perf_counter()
+        report.seconds[started[-1][0]] = round(now - started[-1][1], 3)
+        if name:
+            started.append((name, now))
+            if progress:
+                progress(name)
+
+    if progress:
+        progress("read")
+    sha = file_sha256(path)
     try:
         _stage(con, path, preset, mapping or {}, settings.time_zone)
         report.rows_read, report.rejected = first_row(
@@ -231,6 +258,7 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                 f"{path}: {report.rejected} unusable line(s), nothing loaded: {lines}{more}. Fix them, or pass "
                 "--allow-rejects to load the good lines and record the bad ones in rejected_rows."
             )
+        step("de-duplicate")
         with transaction(con):
             last_id = first_row(con, "SELECT coalesce(max(line_id), 0) FROM invoices")[0]
             con.execute(f"""
@@ -262,11 +290,13 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                         "returns) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [str(path), sha, report.rows_read, report.loaded, report.duplicates, report.rejected,
                          report.returns])
+            step("history")
             if report.loaded:
                 update_history(con, settings, last_id)
+        step("")
         invalidate()  # predictions look history up as of the new lines
     finally:
-        con.execute("DROP TABLE IF EXISTS _read; DROP TABLE IF EXISTS _lines; DROP TABLE IF EXISTS _stage; "
+        con.execute("DROP TABLE IF EXISTS _lines; DROP TABLE IF EXISTS _stage; "
                     "DROP TABLE IF EXISTS _csv_rejects; DROP TABLE IF EXISTS _csv_scans")
     return report
 

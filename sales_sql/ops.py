@@ -237,15 +237,18 @@ def retrain_reason(con, settings: Settings, force: bool) -> str | None:
 
 def pipeline(db_path: str, files, settings: Settings, *, cutoff: str | None = None, force: bool = False,
              wait: float = 0.0, models_dir="models", preset: str = "seed", allow_rejects: bool = False,
-             say=print) -> list[Finding]:
+             say=print, limit=None) -> list[Finding]:
     """Load each file (all or nothing, a file loaded before is skipped), retrain when retrain_reason says so,
     promote through the gate, then check drift over the latest window (saved only when something changed).
-    Returns one Finding per step: status done, skipped, refused (the gate), drift, or failed (the last one)."""
+    Returns one Finding per step: status done, skipped, refused (the gate), drift, or failed (the last one).
+    `limit(con)`: sets DuckDB's memory limit on the open file (the CLI's --memory-limit)."""
     from . import registry
 
     steps: list[Finding] = []
     con = open_waiting(db_path, settings, wait, say)
     try:
+        if limit is not None:
+            limit(con)
         changed = False
         for file in files:
             sha = file_sha256(Path(file))

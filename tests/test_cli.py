@@ -58,3 +58,18 @@ def test_a_file_locked_by_another_process_gets_a_clear_message(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_load_holds_its_memory_limit_and_says_where_the_time_went(tmp_path):
+    data = tmp_path / "inv.parquet"
+    run_cli("generate", data, "--lines", 20_000, "--days", 120)
+    small, free = tmp_path / "small.duckdb", tmp_path / "free.duckdb"
+    bounded = run_cli("load", small, data, "--memory-limit", "48MB").stdout
+    run_cli("load", free, data, "--memory-limit", "4GB")
+    assert "; read " in bounded and " s, de-duplicate " in bounded and " s, history " in bounded, bounded
+    same = "SELECT count(*), sum(hash(CAST(x AS VARCHAR))::HUGEINT) FROM {} x"
+    for table in ("invoices", "history"):  # the same rows, however little memory the load had
+        assert run_cli("query", small, same.format(table)).stdout == run_cli("query", free, same.format(table)).stdout
+    assert not (tmp_path / "small.duckdb.tmp").exists()  # DuckDB's spill folder goes with the load
+    bad = run_cli("load", small, data, "--memory-limit", "lots", check=False)
+    assert bad.returncode == 2 and "--memory-limit" in bad.stderr and "512MB" in bad.stderr
