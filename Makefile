@@ -55,6 +55,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/drift_uci.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) demo

@@ -458,6 +458,43 @@ def models(database):
                    f"{r['accuracy']:9.4f} {r['macro_f1']:9.4f}  {r['cutoff']}")
 
 
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False, exists=True))
+@click.option("--port", default=5000, show_default=True, help="The port to answer on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to answer on (0.0.0.0: every one).")
+@click.option("--version", "version", default="production", show_default=True,
+              help="The registered version to serve: a number, or an alias.")
+@config_option
+def serve(database, port, host, version):
+    """Answer POST /invocations with JSON invoice lines: MLflow's own scoring server (`mlflow models serve`) over the
+    registered version, reading DATABASE's current history (a load while it runs is seen on the next request). The
+    answers are predict_sales's: label, p_low, p_medium, p_high, source, model_version.
+
+    Example: sales-sql serve sales.duckdb --port 5000, then curl -X POST localhost:5000/invocations
+    -H 'Content-Type: application/json' -d '{"dataframe_records": [{"Date": "2025-12-30", "BranchID": "1",
+    "ItemCode": "10001"}]}'
+    """
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from .pyfunc import DATABASE_ENV
+    from .registry import tracking_uri
+
+    settings = _settings()
+    here = str(Path(sys.executable).parent)  # the scoring server's uvicorn is this environment's
+    env = {**os.environ, DATABASE_ENV: str(Path(database).resolve()), "MLFLOW_TRACKING_URI": tracking_uri(database),
+           "PATH": here + os.pathsep + os.environ.get("PATH", "")}
+    if settings.source != "defaults":
+        env["SALES_SQL_CONFIG"] = settings.source
+    step("starting MLflow's scoring server")
+    model = f"models:/{settings.model_name}/{version}" if version.isdigit() else \
+        f"models:/{settings.model_name}@{version}"
+    code = subprocess.call([os.path.join(here, "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
+                            "-p", str(port), "-h", host], env=env)
+    sys.exit(DONE if code in (0, -2, 130) else FAILED)
+
+
 def _findings(rows, fmt: str, head: tuple[str, str]) -> None:
     """doctor's checks or pipeline's steps: a table (with the fix under each row that has one), or JSON."""
     import dataclasses

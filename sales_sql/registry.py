@@ -167,7 +167,7 @@ def _retrain(db_path, settings: Settings, models_dir, data, baselines: dict, res
             client.log_batch(run.info.run_id, metrics=curve[at:at + 1000])
         mlflow.log_metrics({"best_iteration": result.best_iteration, "resumed_from": result.resumed_from})
         stop = evaluate(data.y_stop, result.booster.predict(data.dstop)) if data.dstop is not None else None
-        version, metrics = register_version(db_path, settings, client, result.booster,
+        version, metrics = register_version(db_path, settings, client, result.booster, data.spec,
                                             evaluate(data.y_test, result.booster.predict(data.dtest)), baselines,
                                             lambda: baseline_table(data, result.booster), data.slices,
                                             data.last_line_id, stop)
@@ -176,8 +176,9 @@ def _retrain(db_path, settings: Settings, models_dir, data, baselines: dict, res
                          data.slices)
 
 
-def register_version(db_path, settings: Settings, client: MlflowClient, booster: xgb.Booster, metrics: dict,
-                     baselines: dict, baseline, slices: dict, last_line_id: int, stop: dict | None) -> tuple[int, dict]:
+def register_version(db_path, settings: Settings, client: MlflowClient, booster: xgb.Booster, spec: dict,
+                     metrics: dict, baselines: dict, baseline, slices: dict, last_line_id: int,
+                     stop: dict | None) -> tuple[int, dict]:
     """Inside the active MLflow run: the slices (each one's first and last day and lines), the test slice's metrics
     (training.evaluate's; and each baseline's, and the lift over it), the early-stopping slice's beside them as
     stop_* (optimistic: that slice chose the rounds), the plots, the booster as a new version, its drift baseline
@@ -194,10 +195,15 @@ def register_version(db_path, settings: Settings, client: MlflowClient, booster:
     with tempfile.TemporaryDirectory() as tmp:
         for png in _plots(metrics, booster, Path(tmp)):
             mlflow.log_artifact(str(png))
-    info = mlflow.xgboost.log_model(booster, name="model", model_format="ubj",
-                                    registered_model_name=settings.model_name,
-                                    pip_requirements=[f"xgboost=={xgb.__version__}"])
+    # the version as an MLflow pyfunc over raw invoice lines (sales_sql.pyfunc), which answers with its number
+    from .pyfunc import log_model
+
+    expected = 1 + max((int(v.version) for v in _versions(client, settings.model_name)), default=0)
+    info = log_model(bytes(booster.save_raw("ubj")), spec, expected, settings.model_name)
     version = int(info.registered_model_version)
+    if version != expected:  # another process registered one meanwhile: this one's answers would name another
+        raise RegistryError(f"version {version} of {settings.model_name} was registered while another process "
+                            f"registered {expected}; retrain again")
     # the training distribution travels with the version (promote copies it into the file it deploys to) and goes
     # into this file below
     baseline = baseline()
@@ -222,9 +228,14 @@ def register_version(db_path, settings: Settings, client: MlflowClient, booster:
 def read_version(settings: Settings, version) -> tuple[bytes, dict, dict, pa.Table | None]:
     """(booster UBJSON, feature spec, test-slice metrics, drift baseline or None) of a registered version (an
     MLflow ModelVersion) from the current MLflow store."""
+    uri = f"models:/{settings.model_name}/{version.version}"
     try:
-        booster = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{version.version}")
         spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_spec.json")
+        folder = Path(mlflow.artifacts.download_artifacts(uri))
+        if (folder / "artifacts" / "booster.ubj").is_file():  # a pyfunc over invoice lines (sales_sql.pyfunc)
+            raw = (folder / "artifacts" / "booster.ubj").read_bytes()
+        else:  # a version registered before, with MLflow's xgboost flavor
+            raw = bytes(mlflow.xgboost.load_model(uri).save_raw("ubj"))
     except (MlflowException, OSError) as e:
         raise RegistryError(f"cannot read version {version.version} from MLflow: {e}") from None
     try:
@@ -232,7 +243,7 @@ def read_version(settings: Settings, version) -> tuple[bytes, dict, dict, pa.Tab
     except (MlflowException, OSError):
         baseline = None  # a version registered before baselines were logged: drift checks will say so
     metrics = {k: float(v) for k, v in version.tags.items() if k in ("macro_f1", "accuracy")}
-    return bytes(booster.save_raw("ubj")), spec, metrics, baseline
+    return raw, spec, metrics, baseline
 
 
 def find_version(client: MlflowClient, settings: Settings, version: int | str = ALIAS):

@@ -40,10 +40,10 @@ log = logging.getLogger("sales_sql")
 # what answered a row (the `source` field); docs/sql.md lists the fallback causes. READ_FAILED (the history or the
 # model could not be read just now: I/O, memory) is the one cause that may pass by itself: it is never kept, and the
 # next call tries again
-MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED = (
+MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED, NO_DATABASE = (
     "model", "fallback:no_model", "fallback:bundle_unreadable", "fallback:spec_mismatch", "invalid_date",
-    "fallback:features_unavailable", "fallback:read_failed")
-SOURCES = (MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED)
+    "fallback:features_unavailable", "fallback:read_failed", "fallback:no_database")
+SOURCES = (MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED, NO_DATABASE)
 EXPLAIN_TOP = 5
 _CLASS_NAMES = pa.array(CLASSES)
 _SOURCE_NAMES = pa.array(SOURCES)

@@ -439,7 +439,7 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
             sample = picked.select(["quantity_sold", "price", "branch_id", "item_code", "sale_day"]) \
                 .rename_columns(["quantity_sold", "unit_price", "branch_id", "item_code", "sale_day"])
             return registry.register_version(
-                db_path, settings, client, booster, metrics, baselines,
+                db_path, settings, client, booster, spec, metrics, baselines,
                 lambda: baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster), slices, last,
                 stop)
     finally:

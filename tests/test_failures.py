@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from xgboost.core import XGBoostError
 
-from conftest import SALES_SQL, run_cli
+from conftest import SALES_SQL
 from test_lifecycle import QUICK, make_db
 
 import sales_sql

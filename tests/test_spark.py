@@ -184,6 +184,29 @@ def test_export_then_retrain_on_spark_through_the_command_line_serves_in_duckdb(
     assert got == work["duckdb_version"]
 
 
+def test_mlflow_spark_udf_of_production_equals_sales_sql_spark_register(work, spark, settings):
+    """MLflow's own way into Spark (mlflow.pyfunc.spark_udf over the registered pyfunc) answers as sales_sql's."""
+    import mlflow
+
+    run_cli("promote", work["db"], str(work["duckdb_version"]), "--force", "--config", work["tmp"] / "quick.toml",
+            "--models-dir", work["tmp"] / "models")
+    assert engine.register(spark, settings, db=work["db"]) == "model"
+    udf = mlflow.pyfunc.spark_udf(spark, f"models:/{settings.model_name}@production", env_manager="local",
+                                  model_config={"database": str(work["db"])},
+                                  result_type="label string, p_low double, p_medium double, p_high double, "
+                                              "source string, model_version int")
+    lines = spark.sql("SELECT line_id, sale_time, branch_id, item_code, unit_price, customer_id FROM usable_lines "
+                      "WHERE line_id % 7 = 0")
+    theirs = lines.withColumn("m", udf("sale_time", "branch_id", "item_code", "unit_price", "customer_id")) \
+        .selectExpr("line_id", "m.*").orderBy("line_id").toArrow()
+    ours = spark.sql(f"""SELECT line_id, p.label, p.proba.low AS p_low, p.proba.medium AS p_medium,
+                                p.proba.high AS p_high, p.source, p.model_version
+                         FROM (SELECT line_id, predict_sales({ARGS}) AS p FROM usable_lines WHERE line_id % 7 = 0)
+                         ORDER BY line_id""").toArrow()
+    assert theirs.num_rows == ours.num_rows > 1000
+    assert_same(ours.cast(theirs.schema), theirs)
+
+
 def test_spark_trains_with_the_parameters_its_run_records(settings):
     from sales_sql.training import xgb_params
 

@@ -1,0 +1,109 @@
+"""REST on loopback: `sales-sql serve` (MLflow's scoring server over the registered pyfunc) against the SQL function.
+
+Builds a demo shop in a temporary folder (220,000 generated lines, a version of 200 rounds at the shipped depth,
+promoted), starts `sales-sql serve` on a free port of 127.0.0.1, and measures in one run:
+- single-line requests: latency of 1,000 POST /invocations, one invoice line each, over one keep-alive connection
+  (p50 and p99; targets p50 <= 5 ms, p99 <= 20 ms);
+- requests of 1,000 lines: lines per second over 30 requests, against `SELECT predict_sales(...)` over the same
+  30,000 lines in DuckDB, in this process (target: REST >= 0.5 x SQL's rate).
+
+    python bench/serve.py
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sales_sql
+from sales_sql import scratch
+
+SALES_SQL = str(Path(sys.executable).parent / "sales-sql")
+ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
+
+
+def run(*args):
+    subprocess.run([SALES_SQL, *map(str, args)], check=True, capture_output=True)
+
+
+def main():
+    folder = scratch.folder("serve")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    db = folder / "shop.duckdb"
+    run("generate", folder / "invoices.parquet")
+    run("load", db, folder / "invoices.parquet")
+    run("retrain", db, "--rounds", 200, "--models-dir", folder / "models")
+    run("promote", db, "--force", "--models-dir", folder / "models")
+    con = sales_sql.connect(db, read_only=True)
+    lines = con.execute("SELECT CAST(sale_time AS VARCHAR) AS sale_time, branch_id, item_code, unit_price, "
+                        "customer_id FROM invoices ORDER BY line_id DESC LIMIT 31000").df()
+    sales_sql.close(db)
+    records = lines.to_dict(orient="records")
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([SALES_SQL, "serve", db, "--port", str(port)], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for _ in range(300):
+            try:
+                conn.request("GET", "/ping")
+                conn.getresponse().read()
+                break
+            except OSError:
+                conn.close()
+                time.sleep(0.3)
+
+        def post(rows):
+            conn.request("POST", "/invocations", json.dumps({"dataframe_records": rows}, default=str),
+                         {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 200, body[:500]
+            return body
+
+        for row in records[:50]:  # warm up: the model loaded, the kernels compiled
+            post([row])
+        single = []
+        for row in records[1000:2000]:
+            t = time.perf_counter()
+            post([row])
+            single.append((time.perf_counter() - t) * 1000)
+        single.sort()
+        p50, p99 = statistics.median(single), single[int(0.99 * len(single)) - 1]
+        batches = [records[1000 + 1000 * i:2000 + 1000 * i] for i in range(30)]
+        t = time.perf_counter()
+        for rows in batches:
+            post(rows)
+        rest_rate = 30_000 / (time.perf_counter() - t)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    con = sales_sql.connect(db, read_only=True)
+    con.register("lines", lines.iloc[1000:31000])
+    con.execute(f"SELECT count(predict_sales({ARGS})) FROM lines").fetchall()  # warm up
+    t = time.perf_counter()
+    con.execute("SELECT count(predict_sales(CAST(sale_time AS TIMESTAMP), branch_id, item_code, unit_price, "
+                "customer_id)) FROM lines").fetchall()
+    sql_rate = 30_000 / (time.perf_counter() - t)
+    sales_sql.close(db)
+    scratch.remove(folder)
+
+    print(f"single-line requests (1,000 over one connection): p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+          f"(targets p50 <= 5 ms: {'met' if p50 <= 5 else 'NOT met'}, p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'})")
+    print(f"requests of 1,000 lines: REST {rest_rate:,.0f} lines/s, SQL predict_sales over the same lines "
+          f"{sql_rate:,.0f} lines/s: ratio {rest_rate / sql_rate:.2f} (target >= 0.5: "
+          f"{'met' if rest_rate >= 0.5 * sql_rate else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
