@@ -30,6 +30,7 @@ FIELDS = {"sale_time": ("sale_time", "Date"), "branch_id": ("branch_id", "Branch
           "customer_id": ("customer_id", "CustomerID")}
 REQUIRED = ("sale_time", "branch_id", "item_code")
 OUTPUT = ("label", "p_low", "p_medium", "p_high", "source", "model_version")
+VERSION_FILE = "registered_version.json"
 
 
 def bad_input(message: str) -> MlflowException:
@@ -50,7 +51,8 @@ class InvoiceLines(PythonModel):
         self.database = config.get("database") or os.environ.get(DATABASE_ENV)
         self.booster = Path(context.artifacts["booster"])
         self.spec_text = Path(context.artifacts["spec"]).read_text(encoding="utf-8")
-        self.version = int(json.loads(self.spec_text)["version"])
+        marked = self.booster.parents[1] / VERSION_FILE  # the model's folder: mark_version() wrote it there
+        self.version = int(json.loads(marked.read_text())["version"]) if marked.is_file() else None
         self.trees = Path(context.artifacts["trees"]) if "trees" in context.artifacts else None
         self._dep, self._stamp, self._lock = None, None, threading.Lock()
 
@@ -65,7 +67,7 @@ class InvoiceLines(PythonModel):
         with self._lock:
             if self._dep is not None and stamp == self._stamp:
                 return self._dep
-            spec = json.dumps(json.loads(self.spec_text)["spec"])
+            spec = self.spec_text
             if self.database is None:
                 index = HistoryIndex(Layout.of(self.settings.definition))
                 dep = serving.Deployment(serving.NO_DATABASE, None, index, duck.generation,
@@ -138,10 +140,23 @@ def _column(frame, field: str, zone: str) -> pa.Array:
         return pa.array(parsed, pa.timestamp("us"))
     if field == "unit_price":
         return pa.array(pd.to_numeric(values, errors="coerce"), pa.float64(), from_pandas=True)
-    return pa.array(values.map(lambda v: None if v is None or v != v else str(v)), pa.string())
+    # keys as text; whole numbers stored as floats (a column with gaps: 17850.0) as the loader reads them ('17850')
+    return pa.array(values.map(lambda v: None if v is None or v != v else
+                               str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)), pa.string())
 
 
-def log_model(booster_raw: bytes, spec: dict, version: int, registered_model_name: str | None = None):
+def mark_version(client, info) -> None:
+    """Write the registered version's number into the logged model's folder, where the pyfunc reads it: the number
+    exists only once the model is registered, after its artifacts were written."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / VERSION_FILE
+        path.write_text(json.dumps({"version": int(info.registered_model_version)}))
+        client.log_model_artifact(info.model_id, str(path))
+
+
+def log_model(booster_raw: bytes, spec: dict, registered_model_name: str | None = None):
     """Log the pyfunc of a booster into the active MLflow run (and register it): the booster, its spec and its
     checked compiled trees as artifacts, a signature and an input example of raw invoice lines."""
     import tempfile
@@ -158,7 +173,7 @@ def log_model(booster_raw: bytes, spec: dict, version: int, registered_model_nam
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "booster.ubj").write_bytes(booster_raw)
-        (folder / "spec.json").write_text(json.dumps({"version": version, "spec": spec}), encoding="utf-8")
+        (folder / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         artifacts = {"booster": str(folder / "booster.ubj"), "spec": str(folder / "spec.json")}
         trees = Trees.of(booster_of(booster_raw))
         if trees is not None:

@@ -196,14 +196,11 @@ def register_version(db_path, settings: Settings, client: MlflowClient, booster:
         for png in _plots(metrics, booster, Path(tmp)):
             mlflow.log_artifact(str(png))
     # the version as an MLflow pyfunc over raw invoice lines (sales_sql.pyfunc), which answers with its number
-    from .pyfunc import log_model
+    from .pyfunc import log_model, mark_version
 
-    expected = 1 + max((int(v.version) for v in _versions(client, settings.model_name)), default=0)
-    info = log_model(bytes(booster.save_raw("ubj")), spec, expected, settings.model_name)
+    info = log_model(bytes(booster.save_raw("ubj")), spec, settings.model_name)
+    mark_version(client, info)
     version = int(info.registered_model_version)
-    if version != expected:  # another process registered one meanwhile: this one's answers would name another
-        raise RegistryError(f"version {version} of {settings.model_name} was registered while another process "
-                            f"registered {expected}; retrain again")
     # the training distribution travels with the version (promote copies it into the file it deploys to) and goes
     # into this file below
     baseline = baseline()

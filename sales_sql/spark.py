@@ -57,7 +57,11 @@ def stop(spark) -> None:
     """Stop the session and remove the model bundles register() wrote for it (else removed at interpreter exit)."""
     from . import scratch
 
-    for folder in _BUNDLES.pop(spark.sparkContext.applicationId, []):
+    try:
+        app = spark.sparkContext.applicationId
+    except AttributeError:  # stopped already (its bundles went then)
+        return
+    for folder in _BUNDLES.pop(app, []):
         scratch.remove(folder)
     spark.stop()
 

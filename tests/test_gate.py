@@ -7,11 +7,23 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from conftest import run_cli
+from click.testing import CliRunner
+
 from test_lifecycle import QUICK, config_file, make_db
 
 import sales_sql
 from sales_sql import gate
+
+
+def run_cli(*args, check=True):
+    """The command as a user types it, run in this process (a subprocess would spend seconds importing MLflow)."""
+    from sales_sql.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if check and result.exit_code != 0:
+        raise AssertionError(f"sales-sql {' '.join(map(str, args))} failed ({result.exit_code}):\n{result.output}")
+    result.returncode = result.exit_code
+    return result
 
 
 def served_on(db, settings, version, cutoff, last_line_id):

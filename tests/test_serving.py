@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import SALES_SQL, run_cli
-from test_lifecycle import QUICK, config_file, make_db
+from test_lifecycle import QUICK, make_db
 
 import sales_sql
 
@@ -30,15 +30,17 @@ def shop(tmp_path_factory, migrated_store):
 
     from sales_sql.config import load_settings
 
+    from sales_sql.registry import promote, retrain
+
     tmp = tmp_path_factory.mktemp("serve")
     shutil.copy(migrated_store, tmp / "mlflow.db")
     settings = load_settings()
     db = make_db(tmp, settings, lines=20_000, days=200)
-    cfg = config_file(tmp, settings, **QUICK)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the store beside the file
-    for args in (["retrain", db, "--config", cfg, "--models-dir", tmp / "models"],
-                 ["promote", db, "--config", cfg, "--models-dir", tmp / "models"]):
-        subprocess.run([SALES_SQL, *map(str, args)], check=True, capture_output=True, env=env)
+    quick = dataclasses.replace(settings, **QUICK)
+    with pytest.MonkeyPatch.context() as mp:  # the store beside the file, where `sales-sql serve` looks
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        promote(str(db), quick, retrain(str(db), quick, tmp / "models", progress=False).version,
+                models_dir=tmp / "models")
     return tmp, db, settings
 
 

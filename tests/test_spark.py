@@ -141,49 +141,6 @@ def test_a_definition_the_kernels_cannot_serve_falls_back_on_spark_as_in_duckdb(
     assert p["source"] == "fallback:features_unavailable" and p["label"] in ("LOW", "MEDIUM", "HIGH")
 
 
-def test_export_then_retrain_on_spark_through_the_command_line_serves_in_duckdb(work, spark, settings):
-    """The documented path, typed as a user would: `sales-sql export` (fixture) then `sales-sql retrain --engine spark
-    --input DIR`; the version it registers serves in DuckDB, and its run record is what ran."""
-    from mlflow import MlflowClient
-
-    from sales_sql.definition import CLASSES
-    from sales_sql.training import evaluate
-
-    out = run_cli("retrain", work["db"], "--engine", "spark", "--input", work["export"], "--cutoff", CUTOFF,
-                  "--config", work["tmp"] / "quick.toml", "--models-dir", work["tmp"] / "models")
-    version = int(out.stdout.split(" version ")[1].split()[0])
-    client = MlflowClient()
-    registered = client.get_model_version(settings.model_name, str(version))
-    run = client.get_run(registered.run_id).data
-    # what pipeline needs to skip a retrain, and the same slices and baselines as a DuckDB retrain records
-    con = connect(work["db"], read_only=True, settings=settings)
-    newest = con.execute("SELECT max(line_id) FROM usable_lines").fetchone()[0]
-    trained_through = con.execute("SELECT value FROM sales_sql_meta WHERE key = 'trained_through_line_id'").fetchone()
-    con.close()
-    close(work["db"])
-    assert int(registered.tags["trained_through_line_id"]) == newest == int(trained_through[0])
-    duck_run = client.get_run(client.get_model_version(settings.model_name, str(work["duckdb_version"])).run_id).data
-    for key in ("train_from", "train_through", "stop_from", "stop_through", "test_from", "test_rows"):
-        assert run.params[key] == duck_run.params[key], key
-    for key in ("baseline_majority_macro_f1", "baseline_branch_item_mode_macro_f1", "baseline_branch_item_mode_accuracy"):
-        assert run.metrics[key] == pytest.approx(duck_run.metrics[key], abs=1e-12), key
-    run_cli("promote", work["db"], str(version), "--force", "--config", work["tmp"] / "quick.toml",
-            "--models-dir", work["tmp"] / "models")
-    valid = duck_table(work["db"], f"""SELECT label, predict_sales({ARGS}) AS p FROM training_set
-                                       WHERE sale_day >= DATE '{CUTOFF}'""", settings)
-    p = valid["p"].combine_chunks()
-    assert set(p.field("source").to_pylist()) == {"model"} and set(p.field("model_version").to_pylist()) == {version}
-    y = np.array([CLASSES.index(c) for c in valid["label"].to_pylist()])
-    pred = np.array([CLASSES.index(c) for c in p.field("label").to_pylist()])
-    served = evaluate(y, pred)["macro_f1"]
-    assert abs(served - work["duckdb_f1"]) <= 0.02, (served, work["duckdb_f1"])
-    assert run.metrics["macro_f1"] == pytest.approx(served, abs=1e-9)  # Spark's executors scored the same rows alike
-    # and the DuckDB-trained version from the registry, on Spark
-    assert engine.register(spark, settings, db=work["db"], version=work["duckdb_version"]) == "model"
-    got = spark.sql("SELECT predict_sales(DATE '2024-07-01', '1', '10001').model_version AS v").collect()[0]["v"]
-    assert got == work["duckdb_version"]
-
-
 def test_mlflow_spark_udf_of_production_equals_sales_sql_spark_register(work, spark, settings):
     """MLflow's own way into Spark (mlflow.pyfunc.spark_udf over the registered pyfunc) answers as sales_sql's."""
     import mlflow
@@ -284,3 +241,53 @@ def test_retrain_on_spark_from_the_command_line_needs_its_input(work):
     assert "sale_month=" in " ".join(p.name for p in (work["export"] / "invoices").iterdir())
     again = run_cli("export", work["db"], work["export"], check=False)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_export_then_retrain_on_spark_through_the_command_line_serves_in_duckdb(work, spark, settings):
+    """(Last in this module: the command stops the session.) The documented path, typed as a user would: `sales-sql export` (fixture) then `sales-sql retrain --engine spark
+    --input DIR`; the version it registers serves in DuckDB, and its run record is what ran."""
+    from mlflow import MlflowClient
+
+    from sales_sql.definition import CLASSES
+    from sales_sql.training import evaluate
+
+    # a DuckDB-trained version from the registry, on Spark (before the command below stops this session)
+    assert engine.register(spark, settings, db=work["db"], version=work["duckdb_version"]) == "model"
+    got = spark.sql("SELECT predict_sales(DATE '2024-07-01', '1', '10001').model_version AS v").collect()[0]["v"]
+    assert got == work["duckdb_version"]
+    # the command as typed, run in this process (its session is this module's: no second JVM; it stops it at the end)
+    from click.testing import CliRunner
+
+    from sales_sql.cli import main
+
+    out = CliRunner().invoke(main, [str(a) for a in (
+        "retrain", work["db"], "--engine", "spark", "--input", work["export"], "--cutoff", CUTOFF, "--config",
+        work["tmp"] / "quick.toml", "--models-dir", work["tmp"] / "models")])
+    assert out.exit_code == 0, out.output
+    version = int(out.stdout.split(" version ")[1].split()[0])
+    client = MlflowClient()
+    registered = client.get_model_version(settings.model_name, str(version))
+    run = client.get_run(registered.run_id).data
+    # what pipeline needs to skip a retrain, and the same slices and baselines as a DuckDB retrain records
+    con = connect(work["db"], read_only=True, settings=settings)
+    newest = con.execute("SELECT max(line_id) FROM usable_lines").fetchone()[0]
+    trained_through = con.execute("SELECT value FROM sales_sql_meta WHERE key = 'trained_through_line_id'").fetchone()
+    con.close()
+    close(work["db"])
+    assert int(registered.tags["trained_through_line_id"]) == newest == int(trained_through[0])
+    duck_run = client.get_run(client.get_model_version(settings.model_name, str(work["duckdb_version"])).run_id).data
+    for key in ("train_from", "train_through", "stop_from", "stop_through", "test_from", "test_rows"):
+        assert run.params[key] == duck_run.params[key], key
+    for key in ("baseline_majority_macro_f1", "baseline_branch_item_mode_macro_f1", "baseline_branch_item_mode_accuracy"):
+        assert run.metrics[key] == pytest.approx(duck_run.metrics[key], abs=1e-12), key
+    run_cli("promote", work["db"], str(version), "--force", "--config", work["tmp"] / "quick.toml",
+            "--models-dir", work["tmp"] / "models")
+    valid = duck_table(work["db"], f"""SELECT label, predict_sales({ARGS}) AS p FROM training_set
+                                       WHERE sale_day >= DATE '{CUTOFF}'""", settings)
+    p = valid["p"].combine_chunks()
+    assert set(p.field("source").to_pylist()) == {"model"} and set(p.field("model_version").to_pylist()) == {version}
+    y = np.array([CLASSES.index(c) for c in valid["label"].to_pylist()])
+    pred = np.array([CLASSES.index(c) for c in p.field("label").to_pylist()])
+    served = evaluate(y, pred)["macro_f1"]
+    assert abs(served - work["duckdb_f1"]) <= 0.02, (served, work["duckdb_f1"])
+    assert run.metrics["macro_f1"] == pytest.approx(served, abs=1e-9)  # Spark's executors scored the same rows alike
