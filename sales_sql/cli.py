@@ -37,8 +37,8 @@ class Contract(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, Finding):
             raise
-        except click.UsageError as e:  # click's own: exit 2 with the usage line
-            raise e
+        except click.UsageError:  # click's own: exit 2 with the usage line
+            raise
         except (Exception, KeyboardInterrupt, click.Abort) as e:  # noqa: BLE001  the contract covers every failure
             if ctx.meta.get("sales_sql.debug"):
                 import traceback

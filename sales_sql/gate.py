@@ -33,13 +33,14 @@ def predictions(con, settings: Settings, deployments: list[Deployment], cutoff, 
     `last_line_id`, in line order, batch by batch through serving's predict (the features and trees of SQL)."""
     label = definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)
     reader = con.cursor()
+    answering = [Served(dep, None) for dep in deployments]
     truth, predicted = [], [[] for _ in deployments]
     try:
         rows = reader.sql(LINES.format(label=label), params=[cutoff, last_line_id]).to_arrow_reader(BATCH_ROWS)
         for rb in batches_of(rows, BATCH_ROWS):
             truth.append(pc.index_in(rb.column(5), value_set=pa.array(CLASSES)).to_numpy(zero_copy_only=False))
-            for out, dep in zip(predicted, deployments):
-                out.append(Served(dep, None).predict(*rb.columns[:5])[0])
+            for out, version in zip(predicted, answering):
+                out.append(version.predict(*rb.columns[:5])[0])
     finally:
         reader.close()
     join = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731

@@ -319,9 +319,9 @@ def _export_bundle(models_dir: Path, settings: Settings, version: int, booster_r
 
 
 def _deploy(db_path, settings: Settings, client: MlflowClient, version, models_dir: Path,
-            status_of_replaced: str) -> None:
-    """Alias + database row + exported bundle, all or nothing."""
-    raw, spec, metrics, baseline = read_version(settings, version)
+            status_of_replaced: str, read: tuple | None = None) -> None:
+    """Alias + database row + exported bundle, all or nothing. `read`: what read_version gave, when the caller has it."""
+    raw, spec, metrics, baseline = read or read_version(settings, version)
     try:
         _export_bundle(models_dir, settings, int(version.version), raw, spec, metrics)
     except OSError as e:
@@ -408,7 +408,7 @@ def promote(db_path: str, settings: Settings, version: int | None = None, *, bes
                 else:
                     _gate(client, settings, candidate, current, say, *gate.predictions(
                         con, settings, [mine, theirs], *test(candidate)))
-    _deploy(db_path, settings, client, candidate, Path(models_dir), "retired")
+    _deploy(db_path, settings, client, candidate, Path(models_dir), "retired", read.get(candidate.version))
     return int(candidate.version)
 
 

@@ -62,14 +62,15 @@ class Deployment:
     plan: Plan | None = None            # where the kernels put each feature of the spec
 
 
-def _why(e: BaseException) -> str:
+def why(e: BaseException) -> str:
+    """An exception as the one-line reason a fallback gives."""
     return f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
 
 
 def read_failed(version, e: BaseException) -> Deployment:
     """The fallback while the history or the model cannot be read (I/O, memory): not kept, tried again next call."""
     return Deployment(READ_FAILED, version, HistoryIndex(Layout.of(FEATURES)), duck.generation,
-                      f"the history or the deployed model could not be read ({_why(e)}); the next call tries again")
+                      f"the history or the deployed model could not be read ({why(e)}); the next call tries again")
 
 
 def history_index(con, definition: Definition) -> tuple[HistoryIndex, str]:
@@ -78,7 +79,7 @@ def history_index(con, definition: Definition) -> tuple[HistoryIndex, str]:
     try:
         layout = Layout.of(definition)
     except LayoutError as e:  # a definition the kernels cannot serve is a fallback, never a failed query
-        return HistoryIndex(Layout.of(FEATURES)), _why(e)
+        return HistoryIndex(Layout.of(FEATURES)), why(e)
     return HistoryIndex(layout, con), ""
 
 

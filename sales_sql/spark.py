@@ -201,7 +201,7 @@ def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) 
     try:
         lookups.build(lookups.Layout.of(settings.definition), con, folder / "index")
     except lookups.LayoutError as e:  # as serving.history_index: the fallback answers, saying why
-        unservable = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        unservable = serving.why(e)
     finally:
         con.close()
     meta, raw, baseline = {"version": None, "spec": None, "metrics": {}, "unservable": unservable}, None, None
@@ -387,8 +387,7 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
     spec = training.feature_spec(settings)
     part = training.slice_of(day, stop_from)
     last = spark.sql("SELECT max(line_id) FROM usable_lines").collect()[0][0]
-    slices = {s: (first, final, n) for s, first, final, n in spark.sql(
-        f"SELECT {part} AS s, min(sale_day), max(sale_day), count(*) FROM usable_lines GROUP BY 1").collect()}
+    slices = {s: (first, final, n) for s, first, final, n in spark.sql(training.slices_sql(day, stop_from)).collect()}
     training.check_slices(slices, day, stop_from)
     counts = {c: n for c, n in spark.sql(f"SELECT label, count(*) FROM training_set WHERE {part} = 'train' "
                                           "GROUP BY label").collect()}

@@ -97,6 +97,12 @@ def slice_of(cutoff: dt.date, stop_from: dt.date | None) -> str:
     return f"CASE WHEN sale_day >= DATE '{cutoff.isoformat()}' THEN 'test' {stop}ELSE 'train' END"
 
 
+def slices_sql(cutoff: dt.date, stop_from: dt.date | None) -> str:
+    """SQL giving each slice's name, first and last day and count of lines, in either engine."""
+    return (f"SELECT {slice_of(cutoff, stop_from)} AS s, min(sale_day), max(sale_day), count(*) FROM usable_lines "
+            "GROUP BY 1")
+
+
 def check_slices(slices: dict, cutoff: dt.date, stop_from: dt.date | None) -> None:
     """Refuse slices that cannot train and grade a model. `slices`: {slice: (first day, last day, lines)}."""
     if "train" not in slices:
@@ -215,23 +221,23 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
     spec = feature_spec(settings)
     label = definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)
     last = first_row(con, "SELECT max(line_id) FROM usable_lines")[0]
-    slices = {s: (first, final, n) for s, first, final, n in con.execute(
-        f"SELECT {slice_of(day, stop_from)} AS s, min(sale_day), max(sale_day), count(*) FROM usable_lines "
-        "GROUP BY ALL").fetchall()}
+    slices = {s: (first, final, n) for s, first, final, n in con.execute(slices_sql(day, stop_from)).fetchall()}
     check_slices(slices, day, stop_from)
-    train_from = stop_from or day
-    by_class = dict(con.execute(f"SELECT {label}, count(*) FROM usable_lines WHERE sale_day < ? GROUP BY ALL",
-                                [train_from]).fetchall())
+    # which lines each slice reads: one definition of the slices (slice_of), the test slice up to the newest line
+    where = {name: f"{slice_of(day, stop_from)} = '{name}'" for name in slices}
+    where["test"] += f" AND line_id <= {int(last)}"
+    by_class = dict(con.execute(f"SELECT {label}, count(*) FROM usable_lines WHERE {where['train']} GROUP BY ALL")
+                    .fetchall())
     if len(by_class) < 2:
-        raise TrainingError(f"the lines before {train_from} hold only class {sorted(by_class)}; a classifier needs at "
-                            "least two classes: load more data or move the cut-off")
+        raise TrainingError(f"the lines before {stop_from or day} hold only class {sorted(by_class)}; a classifier "
+                            "needs at least two classes: load more data or move the cut-off")
     n = slices["train"][2]
     keep = np.sort(np.random.default_rng(settings.seed).choice(n, BASELINE_ROWS, replace=False)) \
         if n > BASELINE_ROWS else np.arange(n)
     weights = class_weights([by_class.get(c, 0) for c in CLASSES], settings.class_weight)
     from .lookups import HistoryIndex, LayoutError
 
-    try:  # one index for the four passes (two per side)
+    try:  # one index for every pass (two per slice)
         index = HistoryIndex.of(settings.definition, con)
     except LayoutError:
         index = None
@@ -240,14 +246,11 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
     cache = scratch.folder("retrain")
     try:
         threads = os.cpu_count() or 1
-        where = {"train": ("sale_day < ?", [train_from]), "stop": ("sale_day >= ? AND sale_day < ?", [stop_from, day]),
-                 "test": ("sale_day >= ? AND line_id <= ?", [day, last])}
         sides, matrices = {}, {}
         for name in ("train", "stop", "test"):
-            if name == "stop" and stop_from is None:
+            if name not in slices:  # no early-stopping slice when early stopping is off
                 continue
-            sql, params = where[name]
-            sides[name] = _Side(lambda sql=sql, params=params: batches(con, settings, spec, sql, params, index),
+            sides[name] = _Side(lambda sql=where[name]: batches(con, settings, spec, sql, None, index),
                                 spec["features"], str(cache / name), *((weights, keep) if name == "train" else ()))
             matrices[name] = xgb.ExtMemQuantileDMatrix(sides[name], ref=matrices.get("train"),
                                                        max_bin=settings.max_bin, nthread=threads)
