@@ -39,8 +39,10 @@ demo: $(BIN)/.installed
 	@echo "--- doctor: the health of the demo database (expect every check OK, exit 0)"
 	$(BIN)/sales-sql doctor $(DEMO_DB)
 
+# two test files at a time (pytest-xdist); OpenMP's threads sleep when idle instead of spinning, or XGBoost in one
+# file starves the other
 test: $(BIN)/.installed
-	$(BIN)/pytest
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest -n 2 --dist loadfile
 
 soak: $(BIN)/.installed
 	SALES_SQL_SOAK_SECONDS=60 $(BIN)/pytest -s tests/test_soak.py

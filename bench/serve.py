@@ -5,7 +5,9 @@ promoted), starts `sales-sql serve` on a free port of 127.0.0.1, and measures in
 - single-line requests: latency of 1,000 POST /invocations, one invoice line each, over one keep-alive connection
   (p50 and p99; targets p50 <= 5 ms, p99 <= 20 ms);
 - requests of 1,000 lines: lines per second over 30 requests, against `SELECT predict_sales(...)` over the same
-  30,000 lines in DuckDB, in this process (target: REST >= 0.5 x SQL's rate).
+  30,000 lines in DuckDB, in this process (target: REST >= 0.5 x SQL's rate);
+- where a 1,000-line request's time goes: MLflow's scoring steps (`mlflow.pyfunc.scoring_server`) timed one by one
+  on the same requests in this process, over the same registered model.
 
     python bench/serve.py
 """
@@ -96,6 +98,7 @@ def main():
                 "customer_id)) FROM lines").fetchall()
     sql_rate = 30_000 / (time.perf_counter() - t)
     sales_sql.close(db)
+    steps = breakdown(db, [json.dumps({"dataframe_records": rows}, default=str) for rows in batches])
     scratch.remove(folder)
 
     print(f"single-line requests (1,000 over one connection): p50 {p50:.2f} ms, p99 {p99:.2f} ms "
@@ -103,6 +106,43 @@ def main():
     print(f"requests of 1,000 lines: REST {rest_rate:,.0f} lines/s, SQL predict_sales over the same lines "
           f"{sql_rate:,.0f} lines/s: ratio {rest_rate / sql_rate:.2f} (target >= 0.5: "
           f"{'met' if rest_rate >= 0.5 * sql_rate else 'NOT met'})")
+    print("one 1,000-line request in MLflow's scoring server, in ms: " +
+          ", ".join(f"{name} {ms:.1f}" for name, ms in steps.items()) +
+          f"; SQL's time for the same lines {1000 / sql_rate * 1000:.1f}")
+
+
+def breakdown(db, bodies):
+    """The median time (ms) of each step MLflow's scoring server takes over a request (its `invocations`): the JSON
+    read into a DataFrame, the signature's check of each column, the model's predict, the answer written as JSON."""
+    import io
+
+    import mlflow
+    from mlflow.models.utils import _enforce_schema
+    from mlflow.pyfunc import scoring_server as server
+
+    from sales_sql.registry import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(db))
+    model = mlflow.pyfunc.load_model("models:/sales_sql_class@production", model_config={"database": str(db)})
+    schema, ours = model.metadata.get_input_schema(), model.unwrap_python_model()
+    frames = [server._parse_json_data(b, model.metadata, schema).data for b in bodies]
+    answers = [ours.predict(None, f) for f in frames]
+    assert set(answers[0]["source"]) == {"model"}, ours.deployment().reason  # the model answers, not the fallback
+    steps = {"whole request (in process)": lambda i: server.invocations(bodies[i], "application/json", model, schema),
+             "JSON in": lambda i: server._parse_json_data(bodies[i], model.metadata, schema),
+             "signature check": lambda i: _enforce_schema(frames[i], schema),
+             "sales_sql's predict": lambda i: ours.predict(None, frames[i]),
+             "JSON out": lambda i: server.predictions_to_json(answers[i], io.StringIO())}
+    out = {}
+    for name, step in steps.items():
+        step(0)
+        times = []
+        for i in range(len(bodies)):
+            t = time.perf_counter()
+            step(i)
+            times.append((time.perf_counter() - t) * 1000)
+        out[name] = statistics.median(times)
+    return out
 
 
 if __name__ == "__main__":

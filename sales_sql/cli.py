@@ -464,8 +464,11 @@ def models(database):
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to answer on (0.0.0.0: every one).")
 @click.option("--version", "version", default="production", show_default=True,
               help="The registered version to serve: a number, or an alias.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes answering requests side by side (MLflow's --workers): one per core serves that many "
+                   "clients at once.")
 @config_option
-def serve(database, port, host, version):
+def serve(database, port, host, version, workers):
     """Answer POST /invocations with JSON invoice lines: MLflow's own scoring server (`mlflow models serve`) over the
     registered version, reading DATABASE's current history (a load while it runs is seen on the next request). The
     answers are predict_sales's: label, p_low, p_medium, p_high, source, model_version.
@@ -491,7 +494,7 @@ def serve(database, port, host, version):
     model = f"models:/{settings.model_name}/{version}" if version.isdigit() else \
         f"models:/{settings.model_name}@{version}"
     code = subprocess.call([os.path.join(here, "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
-                            "-p", str(port), "-h", host], env=env)
+                            "-p", str(port), "-h", host, *(["-w", str(workers)] if workers > 1 else [])], env=env)
     sys.exit(DONE if code in (0, -2, 130) else FAILED)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
@@ -102,7 +103,7 @@ class InvoiceLines(PythonModel):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         args = [_column(frame, field, self.settings.time_zone) for field in FIELDS]
         out = columns(*Served(self.deployment(), self.booster.read_bytes).predict(*args))
-        return pa.table(out, names=list(OUTPUT)).to_pandas()
+        return pd.DataFrame({name: a.to_numpy(zero_copy_only=False) for name, a in zip(OUTPUT, out)})
 
 
 def _stamp(database) -> tuple | None:
@@ -129,6 +130,11 @@ def _column(frame, field: str, zone: str) -> pa.Array:
         return pa.nulls(n, pa.float64() if field == "unit_price" else pa.string())
     values = frame[name]
     if field == "sale_time":
+        if values.dtype == object:
+            try:  # ISO text without a zone, as JSON brings it: Arrow's parser, at once
+                return pc.cast(pa.array(values, pa.string(), from_pandas=True), pa.timestamp("us"))
+            except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # datetimes, zones, or text that is no time: pandas, below (which names a bad value)
         parsed = pd.to_datetime(values, errors="coerce", format="ISO8601") if not \
             pd.api.types.is_datetime64_any_dtype(values) else values
         bad = parsed.isna() & values.notna()
@@ -140,6 +146,11 @@ def _column(frame, field: str, zone: str) -> pa.Array:
         return pa.array(parsed, pa.timestamp("us"))
     if field == "unit_price":
         return pa.array(pd.to_numeric(values, errors="coerce"), pa.float64(), from_pandas=True)
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        try:  # text (and gaps) as it is: a JSON request's usual keys, converted at once
+            return pa.array(values, pa.string(), from_pandas=True)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            pass  # numbers among them: one at a time, below
     # keys as text; whole numbers stored as floats (a column with gaps: 17850.0) as the loader reads them ('17850')
     return pa.array(values.map(lambda v: None if v is None or v != v else
                                str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)), pa.string())

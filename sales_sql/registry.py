@@ -62,7 +62,14 @@ def mlflow_client(db_path, *, existing: bool = False) -> MlflowClient:
         raise RegistryError(f"there is no MLflow store at {missing}: run `sales-sql retrain` first, or set "
                             "MLFLOW_TRACKING_URI to the store the models were trained in")
     uri = tracking_uri(db_path)
+    chosen = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    # MLflow also writes the URI into MLFLOW_TRACKING_URI, which tracking_uri() reads as the user's choice: without
+    # this, every later file in this process (a notebook's second database) would use the first one's store
+    if chosen is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = chosen
     return MlflowClient(uri)
 
 
@@ -156,7 +163,7 @@ def _retrain(db_path, settings: Settings, models_dir, data, baselines: dict, res
         mlflow.log_params({**{k: v for k, v in params.items() if k != "nthread"}, "class_weight": settings.class_weight,
                            "num_boost_round": settings.num_boost_round,
                            "early_stopping_rounds": settings.early_stopping_rounds,
-                           "database": str(Path(db_path).resolve())})
+                           "database_file": str(Path(db_path).resolve())})
         mlflow.log_dict(vars(settings), "config.json")
         mlflow.log_dict(data.spec, "feature_spec.json")
         result = train(data, settings, run_dir, resume=resume, progress=progress)

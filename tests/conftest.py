@@ -29,19 +29,32 @@ def need_uci():
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind():
-    """After the suite no sales_sql temporary folder remains: each command and Spark session removes its own, and
-    those of processes the tests killed go with the next sales_sql process (scratch.sweep, run here last)."""
+    """After the suite no sales_sql temporary folder of this test process or of a process it started remains: each
+    command and Spark session removes its own, and those of processes the tests killed go with the next sales_sql
+    process (scratch.sweep, run here last). (Under pytest-xdist each worker checks its own.)"""
     from sales_sql import scratch
 
     def ours():
-        return set(Path(tempfile.gettempdir()).glob(f"{scratch.PREFIX}*")) | set(
-            Path(tempfile.gettempdir()).glob("sales_sql_*"))
+        return {p for p in Path(tempfile.gettempdir()).glob(f"{scratch.PREFIX}*-*-*")
+                if _started_here(p.name.split("-")[2])}
 
     before = ours()
     yield
     scratch.sweep()
     left = sorted(str(p) for p in ours() - before)
     assert not left, f"the suite left temporary folders behind: {left}"
+
+
+def _started_here(pid: str) -> bool:
+    """Whether process `pid` is this one or one it started (its parents, read from /proc)."""
+    while pid.isdigit() and int(pid) > 1:
+        if int(pid) == os.getpid():
+            return True
+        try:
+            pid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            return False
+    return False
 
 
 @pytest.fixture(scope="session")

@@ -144,6 +144,23 @@ def test_zoned_sale_times_load_the_same_under_every_machine_zone(tmp_path):
     assert "2025-06-30 23:30:00" in seen[0]
 
 
+def test_two_files_in_one_process_each_use_the_store_beside_them(tmp_path, monkeypatch):
+    """MLflow's set_tracking_uri also exports MLFLOW_TRACKING_URI; the first file's store must not become every later
+    file's (a notebook that works with two shops)."""
+    from sales_sql.registry import mlflow_client, tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    mlflow_client(tmp_path / "a" / "shop.duckdb")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert tracking_uri(tmp_path / "b" / "shop.duckdb") == f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"
+    chosen = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", chosen)  # the user's choice stays theirs
+    mlflow_client(tmp_path / "a" / "shop.duckdb")
+    assert os.environ["MLFLOW_TRACKING_URI"] == chosen
+
+
 def test_two_model_names_in_one_file_each_stay_active(tmp_path, settings, store):
     from sales_sql.registry import promote, retrain
 

@@ -110,10 +110,9 @@ def test_gate_force_rollback_and_models_listing(tmp_path, settings, store, monke
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(registry, "baseline_table", stopped)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):  # (the store fixture's variable stays)
+        m.setattr(registry, "baseline_table", stopped)
         retrain(str(db), dataclasses.replace(settings, **QUICK), tmp_path / "models", progress=False)
-    monkeypatch.undo()
     cut = bad.version + 1
     assert [v["version"] for v in registry.list_models(str(db), settings) if math.isnan(v["macro_f1"])] == [cut]
     with pytest.raises(RegistryError, match=f"version {cut} has no test metrics"):

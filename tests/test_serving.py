@@ -73,6 +73,12 @@ def test_pyfunc_from_the_registry_equals_predict_sales_bit_for_bit(shop, monkeyp
                          "InvoiceNumber": "A1", "ItemCode": sql["item_code"][:5]})
     named = model.predict(seed)
     assert list(named.columns) == ["label", "p_low", "p_medium", "p_high", "source", "model_version"]
+    # as JSON brings them: ISO text (with a zone or not), keys as numbers: the same answers
+    as_text = seed.assign(Date=seed["Date"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    zoned = seed.assign(Date=seed["Date"].dt.strftime("%Y-%m-%dT%H:%M:%S+00:00"))
+    numbers = seed.assign(BranchID=seed["BranchID"].astype(int))
+    for other in (as_text, zoned, numbers):
+        assert model.predict(other).equals(named)
     monkeypatch.delenv("SALES_SQL_DATABASE", raising=False)
     alone = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@production")
     assert set(alone.predict(seed)["source"]) == {"fallback:no_database"}
@@ -105,7 +111,8 @@ def test_sales_sql_serve_answers_json_lines_refuses_bad_ones_and_sees_a_new_load
     tmp, db, settings = shop
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    server = subprocess.Popen([SALES_SQL, "serve", str(db), "--port", str(port)], env=env, start_new_session=True,
+    server = subprocess.Popen([SALES_SQL, "serve", str(db), "--port", str(port), "--workers", "2"], env=env,
+                              start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 90
