@@ -129,8 +129,9 @@ def _column(frame, field: str, zone: str) -> pa.Array:
                             "unit_price (or UnitPrice) and customer_id (or CustomerID)")
         return pa.nulls(n, pa.float64() if field == "unit_price" else pa.string())
     values = frame[name]
+    text = values.dtype == object or isinstance(values.dtype, pd.StringDtype)
     if field == "sale_time":
-        if values.dtype == object:
+        if text:
             try:  # ISO text without a zone, as JSON brings it: Arrow's parser, at once
                 return pc.cast(pa.array(values, pa.string(), from_pandas=True), pa.timestamp("us"))
             except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -146,7 +147,7 @@ def _column(frame, field: str, zone: str) -> pa.Array:
         return pa.array(parsed, pa.timestamp("us"))
     if field == "unit_price":
         return pa.array(pd.to_numeric(values, errors="coerce"), pa.float64(), from_pandas=True)
-    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+    if text:
         try:  # text (and gaps) as it is: a JSON request's usual keys, converted at once
             return pa.array(values, pa.string(), from_pandas=True)
         except (pa.ArrowTypeError, pa.ArrowInvalid):
