@@ -120,9 +120,9 @@ def breakdown(db, bodies):
     from mlflow.models.utils import _enforce_schema
     from mlflow.pyfunc import scoring_server as server
 
-    from sales_sql.registry import tracking_uri
+    from sales_sql.registry import mlflow_client
 
-    mlflow.set_tracking_uri(tracking_uri(db))
+    mlflow_client(db)  # the store beside the file, as every sales_sql command finds it
     model = mlflow.pyfunc.load_model("models:/sales_sql_class@production", model_config={"database": str(db)})
     schema, ours = model.metadata.get_input_schema(), model.unwrap_python_model()
     frames = [server._parse_json_data(b, model.metadata, schema).data for b in bodies]
