@@ -168,7 +168,8 @@ def mark_version(client, info) -> None:
 
 def log_model(booster_raw: bytes, spec: dict, registered_model_name: str | None = None):
     """Log the pyfunc of a booster into the active MLflow run (and register it): the booster, its spec and its
-    checked compiled trees as artifacts, a signature and an input example of raw invoice lines."""
+    checked compiled trees as artifacts, a signature and an input example of raw invoice lines, and as its code
+    mlflow_model.py (InvoiceLines from the installed sales_sql; nothing pickled)."""
     import tempfile
 
     import mlflow
@@ -199,7 +200,7 @@ def log_model(booster_raw: bytes, spec: dict, registered_model_name: str | None 
         example = {"sale_time": ["2011-12-08 10:30:00"], "branch_id": ["United Kingdom"], "item_code": ["85123A"],
                    "unit_price": [2.55], "customer_id": ["17850"]}
         return mlflow.pyfunc.log_model(
-            name="model", python_model=InvoiceLines(), artifacts=artifacts,
+            name="model", python_model=str(Path(__file__).with_name("mlflow_model.py")), artifacts=artifacts,
             signature=ModelSignature(inputs=inputs, outputs=outputs), input_example=pd.DataFrame(example),
             registered_model_name=registered_model_name, model_config={"database": "", "config": ""},
             pip_requirements=[f"sales_sql=={__version__}"])

@@ -58,6 +58,7 @@ def test_pyfunc_from_the_registry_equals_predict_sales_bit_for_bit(shop, monkeyp
 
     tmp, db, settings = shop
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # a deployment that refuses pickled models
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@production",
                                      model_config={"database": str(db)})
