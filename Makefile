@@ -50,6 +50,7 @@ soak: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/hash_features.py
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/frontier.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/drift.py

@@ -37,8 +37,11 @@ class Contract(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, Finding):
             raise
-        except click.UsageError:  # click's own: exit 2 with the usage line
-            raise
+        except click.UsageError as e:  # an impossible argument: one line too, before anything ran
+            command = f"sales-sql {ctx.invoked_subcommand or ''}".strip()
+            failed = click.ClickException(f"{e.format_message()} ({command} --help shows every option)")
+            failed.exit_code = FAILED
+            raise failed from None
         except (Exception, KeyboardInterrupt, click.Abort) as e:  # noqa: BLE001  the contract covers every failure
             if ctx.meta.get("sales_sql.debug"):
                 import traceback
@@ -325,7 +328,7 @@ models_dir_option = click.option("--models-dir", default="models", show_default=
 @main.command()
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
 @click.option("--cutoff", help="Train before this day, validate from it (YYYY-MM-DD). Default: configs/.")
-@click.option("--rounds", type=int, help="Boosting rounds (default: training.num_boost_round).")
+@click.option("--rounds", type=click.IntRange(min=1), help="Boosting rounds (default: training.num_boost_round).")
 @click.option("--resume", is_flag=True, help="Continue the same job from its last checkpoint after a crash.")
 @click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
               help="spark: train with xgboost.spark on the invoices of --input (pip install 'sales_sql[spark]'); "
@@ -333,7 +336,7 @@ models_dir_option = click.option("--models-dir", default="models", show_default=
 @click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False),
               help="With --engine spark: the folder `sales-sql export` wrote (or any Parquet of invoices).")
 @click.option("--master", default="local[2]", show_default=True, help="With --engine spark: Spark's master URL.")
-@click.option("--num-workers", type=int, help="With --engine spark: XGBoost workers (default: Spark's parallelism).")
+@click.option("--num-workers", type=click.IntRange(min=1), help="With --engine spark: XGBoost workers (default: Spark's parallelism).")
 @models_dir_option
 @config_option
 def retrain(database, cutoff, rounds, resume, engine, input_dir, master, num_workers, models_dir):
@@ -403,7 +406,7 @@ def _metrics_table(rows) -> str:
 
 @main.command()
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
-@click.argument("version", type=int, required=False)
+@click.argument("version", type=click.IntRange(min=1), required=False)
 @click.option("--best", is_flag=True, help="Promote, of the versions that can serve under the current settings, the "
               "one with the best macro-F1 on the lines none of them trained on.")
 @click.option("--force", is_flag=True, help="Skip the gate: promote even a version worse than production, or one "
@@ -459,43 +462,33 @@ def models(database):
 
 
 @main.command()
-@click.argument("database", type=click.Path(dir_okay=False, exists=True))
-@click.option("--port", default=5000, show_default=True, help="The port to answer on.")
+@click.argument("database", type=click.Path(dir_okay=False))
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="The port to answer on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to answer on (0.0.0.0: every one).")
 @click.option("--version", "version", default="production", show_default=True,
               help="The registered version to serve: a number, or an alias.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Processes answering requests side by side (MLflow's --workers): one per core serves that many "
+              help="Processes answering requests side by side (uvicorn's --workers): one per core serves that many "
                    "clients at once.")
 @config_option
 def serve(database, port, host, version, workers):
-    """Answer POST /invocations with JSON invoice lines: MLflow's own scoring server (`mlflow models serve`) over the
-    registered version, reading DATABASE's current history (a load while it runs is seen on the next request). The
-    answers are predict_sales's: label, p_low, p_medium, p_high, source, model_version.
+    """Answer POST /invocations with JSON (or CSV) invoice lines: MLflow's own scoring server over the registered
+    version, reading DATABASE's current history (a load while it runs is seen on the next request). The answers are
+    predict_sales's: label, p_low, p_medium, p_high, source, model_version. It starts only when the version answers
+    from the model (else exit 2, one line); GET /ready answers 200 while it does (503 and the cause while not);
+    SIGTERM or Ctrl-C stops it (exit 0).
 
     Example: sales-sql serve sales.duckdb --port 5000, then curl -X POST localhost:5000/invocations
     -H 'Content-Type: application/json' -d '{"dataframe_records": [{"Date": "2025-12-30", "BranchID": "1",
     "ItemCode": "10001"}]}'
     """
-    import os
-    import subprocess
-    from pathlib import Path
+    from .rest import run
 
-    from .pyfunc import DATABASE_ENV
-    from .registry import tracking_uri
-
-    settings = _settings()
-    here = str(Path(sys.executable).parent)  # the scoring server's uvicorn is this environment's
-    env = {**os.environ, DATABASE_ENV: str(Path(database).resolve()), "MLFLOW_TRACKING_URI": tracking_uri(database),
-           "PATH": here + os.pathsep + os.environ.get("PATH", "")}
-    if settings.source != "defaults":
-        env["SALES_SQL_CONFIG"] = settings.source
-    step("starting MLflow's scoring server")
-    model = f"models:/{settings.model_name}/{version}" if version.isdigit() else \
-        f"models:/{settings.model_name}@{version}"
-    code = subprocess.call([os.path.join(here, "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
-                            "-p", str(port), "-h", host, *(["-w", str(workers)] if workers > 1 else [])], env=env)
-    sys.exit(DONE if code in (0, -2, 130) else FAILED)
+    step("starting the scoring server")
+    if not run(database, _settings(), version, host, port, workers, lambda line: click.echo(line, err=True)):
+        raise click.ClickException("the scoring server stopped by itself before it was asked to (a worker could not "
+                                   "start); run with --debug, or with --workers 1, to see why")
+    sys.exit(DONE)
 
 
 def _findings(rows, fmt: str, head: tuple[str, str]) -> None:

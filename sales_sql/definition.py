@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .inputs import render_predict
+
 # the sales classes, in label order: LOW up to low_max, MEDIUM up to medium_max, HIGH above (settings)
 CLASSES = ("LOW", "MEDIUM", "HIGH")
 
@@ -406,7 +408,7 @@ SELECT
     return f"{head}FROM lines l\n{joins};\n"
 
 
-RENDERED = {"history": render_history, "history_update": render_history_update,
+RENDERED = {"history": render_history, "history_update": render_history_update, "predict": render_predict,
             "training_set": render_training_set, "spark/history": render_spark_history,
             "spark/training_set": render_spark_training_set}
 

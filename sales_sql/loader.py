@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from . import inputs
 from .config import Settings, load_settings
 from .db import update_history
 from .definition import FIRST_TIME, LAST_TIME
@@ -21,10 +22,8 @@ from .duck import first_row, quote_ident, quote_literal, transaction, invalidate
 
 TARGETS = ("sale_time", "branch_id", "invoice_number", "item_code", "quantity_sold", "unit_price", "customer_id")
 REQUIRED = TARGETS[:5]
-SEED_NAMES = {
-    "sale_time": "Date", "branch_id": "BranchID", "invoice_number": "InvoiceNumber", "item_code": "ItemCode",
-    "quantity_sold": "QuantitySold", "unit_price": "UnitPrice", "customer_id": "CustomerID",
-}
+SEED_NAMES = {t: {**inputs.SEED_NAMES, "invoice_number": "InvoiceNumber", "quantity_sold": "QuantitySold"}[t]
+              for t in TARGETS}
 # Each target lists the source column names to try, in order.
 PRESETS = {
     "seed": {t: [n] for t, n in SEED_NAMES.items()},
@@ -93,9 +92,6 @@ def _resolve_columns(columns: dict[str, str], preset: str, mapping: dict[str, st
     return chosen
 
 
-# a time of day followed by a zone or an offset: Z, +09, -0500, +05:30
-_ZONED_TEXT = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d(:?\d\d)?)$"
-
 
 def _typed(target: str, col: str | None, sql_type: str | None, zone: str) -> str:
     """SQL turning a raw source column into the invoice column's type (NULL where it cannot). Zoned sale times
@@ -113,7 +109,7 @@ def _typed(target: str, col: str | None, sql_type: str | None, zone: str) -> str
         if t.startswith("TIMESTAMP") or t == "DATE":
             return f"TRY_CAST({c} AS TIMESTAMP)"
         text = f"trim(CAST({c} AS VARCHAR))"
-        return (f"CASE WHEN regexp_matches({text}, '{_ZONED_TEXT}') "
+        return (f"CASE WHEN regexp_matches({text}, '{inputs.ZONED_TEXT}') "
                 f"THEN timezone({quote_literal(zone)}, TRY_CAST({text} AS TIMESTAMPTZ)) "
                 f"ELSE TRY_CAST({text} AS TIMESTAMP) END")
     if target in ("quantity_sold", "unit_price"):

@@ -448,6 +448,10 @@ class Batch:
         self.day = np.where(self.ok_day, raw, 0).astype(np.int32)
         price = pc.cast(price, pa.float64()) if price.type != pa.float64() else price
         self.price = price.to_numpy(zero_copy_only=False)
+        # a price given as NaN is no number (inputs.py: the casts make one of text that is no number); NULL: no price
+        self.ok_price = ~np.isnan(self.price) if not price.null_count else \
+            ~(np.isnan(self.price) & price.is_valid().to_numpy(zero_copy_only=False))
+        self.ok = self.ok_day & self.ok_price
         self.index = index
         self.keys = [_string_buffers(a) for a in (branch, item, customer)]  # in ARGUMENTS order
         self.rows = None

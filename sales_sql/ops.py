@@ -139,6 +139,7 @@ def _registry(con, settings: Settings, db_path: str) -> Finding:
     try:
         client = registry.mlflow_client(db_path, existing=True)
         production = registry.production_version(client, settings.model_name)
+        unfinished = registry.unfinished(registry.registered_versions(client, settings.model_name))
     except registry.RegistryError as e:
         return Finding("mlflow", FAIL, str(e), "set MLFLOW_TRACKING_URI to the store the models were trained in")
     except registry.MlflowException as e:
@@ -147,6 +148,12 @@ def _registry(con, settings: Settings, db_path: str) -> Finding:
     except OSError as e:  # a server that is not there, with MLflow's retries turned off
         return Finding("mlflow", FAIL, f"the MLflow store at {registry.tracking_uri(db_path)} does not answer: "
                        f"{str(e).splitlines()[0][:200]}", "start the MLflow server or set MLFLOW_TRACKING_URI")
+    if unfinished:
+        listed = ", ".join(f"v{v}" for v in unfinished)
+        return Finding("mlflow", WARN, f"{listed} of {settings.model_name!r} never finished registering (no test "
+                       "metrics: a retrain stopped part way, under a sales_sql before 2026-12-06); promote refuses "
+                       "them", f"delete them in MLflow: mlflow ui --backend-store-uri {registry.tracking_uri(db_path)}"
+                       ", or MlflowClient().delete_model_version")
     if production == deployed:
         what = f"@production is v{production}, the version deployed here" if production else "no version yet"
         return Finding("mlflow", OK, f"the store answers; {what}")

@@ -12,6 +12,7 @@ so a scheduled `sales-sql pipeline` can write it between calls. Without a databa
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -20,17 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
+from . import inputs
+
 DATABASE_ENV = "SALES_SQL_DATABASE"
-# each input field and the names it may come under (sales_sql's own, then the seed system's)
-FIELDS = {"sale_time": ("sale_time", "Date"), "branch_id": ("branch_id", "BranchID"),
-          "item_code": ("item_code", "ItemCode"), "unit_price": ("unit_price", "UnitPrice"),
-          "customer_id": ("customer_id", "CustomerID")}
-REQUIRED = ("sale_time", "branch_id", "item_code")
 OUTPUT = ("label", "p_low", "p_medium", "p_high", "source", "model_version")
 VERSION_FILE = "registered_version.json"
 
@@ -56,6 +53,9 @@ class InvoiceLines(PythonModel):
         marked = self.booster.parents[1] / VERSION_FILE  # the model's folder: mark_version() wrote it there
         self.version = int(json.loads(marked.read_text())["version"]) if marked.is_file() else None
         self.trees = Path(context.artifacts["trees"]) if "trees" in context.artifacts else None
+        # sales-sql serve refuses a request with a bad line (HTTP 400); in Python and Spark a bad line answers NULL
+        # with its source, as in SQL: a query never dies on one line
+        self.refuse = False
         self._dep, self._stamp, self._lock = None, None, threading.Lock()
 
     def deployment(self):
@@ -101,9 +101,11 @@ class InvoiceLines(PythonModel):
         from .serving import Served, columns
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        args = [_column(frame, field, self.settings.time_zone) for field in FIELDS]
+        args = [_column(frame, field, self.settings.time_zone, self.refuse) for field in inputs.NAMES]
         out = columns(*Served(self.deployment(), self.booster.read_bytes).predict(*args))
-        return pd.DataFrame({name: a.to_numpy(zero_copy_only=False) for name, a in zip(OUTPUT, out)})
+        # a column with gaps holds None there, not NaN: JSON has no NaN (a strict parser refuses the whole answer)
+        return pd.DataFrame({name: pd.Series(a.to_pylist(), dtype=object) if a.null_count else
+                             a.to_numpy(zero_copy_only=False) for name, a in zip(OUTPUT, out)})
 
 
 def _stamp(database) -> tuple | None:
@@ -114,60 +116,83 @@ def _stamp(database) -> tuple | None:
     return tuple((s.st_mtime_ns, s.st_size) if s else None for s in stats)
 
 
-def _column(frame, field: str, zone: str) -> pa.Array:
-    """One input field as the serving code takes it (the macros' casts; a zoned time is its wall-clock time in
-    `zone`); a request without a required field, or with a sale time that is not a time, is refused with the
-    reason."""
-    name = next((n for n in FIELDS[field] if n in frame.columns), None)
-    n = len(frame)
+def _column(frame, field: str, zone: str, refuse: bool = True) -> pa.Array:
+    """One input field as the serving code takes it (inputs.py's casts). A request without a required field is
+    refused; with `refuse`, so is one with a line whose sale time is missing or no time, or whose price is given but
+    no number, naming the line and showing the value as it was sent (else that line answers invalid_date or
+    invalid_price)."""
+    name = next((n for n in (field, inputs.SEED_NAMES[field]) if n in frame.columns), None)
     if name is None:
-        if field in REQUIRED:
-            raise bad_input(f"the input has no column {' or '.join(FIELDS[field])}; send invoice lines with "
+        if field in inputs.REQUIRED:
+            raise bad_input(f"the input has no column {field} or {inputs.SEED_NAMES[field]}; send invoice lines with "
                             "sale_time (or Date), branch_id (or BranchID), item_code (or ItemCode) and optionally "
                             "unit_price (or UnitPrice) and customer_id (or CustomerID)")
-        return pa.nulls(n, pa.float64() if field == "unit_price" else pa.string())
-    values = frame[name]
-    text = values.dtype == object or isinstance(values.dtype, pd.StringDtype)
+        return pa.nulls(len(frame), pa.float64() if field == "unit_price" else pa.string())
+    given = _arrow(frame[name])
     if field == "sale_time":
-        if text:
-            try:  # ISO text without a zone, as JSON brings it: Arrow's parser, at once
-                return pc.cast(pa.array(values, pa.string(), from_pandas=True), pa.timestamp("us"))
-            except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass  # datetimes, zones, or text that is no time: pandas, below (which names a bad value)
-        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601") if not \
-            pd.api.types.is_datetime64_any_dtype(values) else values
-        bad = parsed.isna() & values.notna()
-        if bad.any():
-            raise bad_input(f"{name} {values[bad].iloc[0]!r} (line {int(np.flatnonzero(bad)[0]) + 1}) is not a date "
-                            "or time; write it as YYYY-MM-DD or YYYY-MM-DD HH:MM:SS")
-        if parsed.dt.tz is not None:
-            parsed = parsed.dt.tz_convert(zone).dt.tz_localize(None)
-        return pa.array(parsed, pa.timestamp("us"))
-    if field == "unit_price":
-        return pa.array(pd.to_numeric(values, errors="coerce"), pa.float64(), from_pandas=True)
-    if text:
-        try:  # text (and gaps) as it is: a JSON request's usual keys, converted at once
-            return pa.array(values, pa.string(), from_pandas=True)
-        except (pa.ArrowTypeError, pa.ArrowInvalid):
-            pass  # numbers among them: one at a time, below
-    # keys as text; whole numbers stored as floats (a column with gaps: 17850.0) as the loader reads them ('17850')
-    return pa.array(values.map(lambda v: None if v is None or v != v else
-                               str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)), pa.string())
+        out = inputs.sale_times(given, zone)
+        bad = ~out.is_valid().to_numpy(zero_copy_only=False)
+        rule = ("is not a sale time; every line needs one, written YYYY-MM-DD or YYYY-MM-DD HH:MM:SS (an offset "
+                "such as +01:00 or Z is converted to the time_zone setting)")
+    elif field == "unit_price":
+        out = inputs.prices(given)
+        bad = inputs.not_a_price(given, out)
+        rule = "is not a price; send a number, or null (or no field) when the price is unknown"
+    else:
+        return inputs.keys(given)
+    if refuse and bad.any():
+        line = int(np.flatnonzero(bad)[0])
+        raise bad_input(f"{name} {_shown(frame[name].iloc[line])} on line {line + 1} {rule}")
+    return out
 
 
-def mark_version(client, info) -> None:
+def _arrow(values: pd.Series) -> pa.Array:
+    """A column as Arrow; one of mixed kinds (text and numbers, times in several zones) as text, value by value."""
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        return pa.array([_text(v) for v in values], pa.string())
+
+
+def _missing(v) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
+def _text(v) -> str | None:
+    v = v.item() if isinstance(v, np.generic) else v
+    if _missing(v):
+        return None
+    if isinstance(v, float) and v.is_integer():  # a key stored as a float (17850.0), as the loader reads it
+        return str(int(v))
+    return v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else str(v)
+
+
+def _shown(v) -> str:
+    """A value as the user sent it (in JSON's words: "soon", 12345, true, null)."""
+    v = v.item() if isinstance(v, np.generic) else v
+    if _missing(v):
+        return "null"
+    if isinstance(v, (dt.datetime, dt.date)):
+        return json.dumps(v.isoformat())
+    try:
+        return json.dumps(v)
+    except TypeError:
+        return repr(v)
+
+
+def mark_version(client, model_id: str, version: int) -> None:
     """Write the registered version's number into the logged model's folder, where the pyfunc reads it: the number
     exists only once the model is registered, after its artifacts were written."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / VERSION_FILE
-        path.write_text(json.dumps({"version": int(info.registered_model_version)}))
-        client.log_model_artifact(info.model_id, str(path))
+        path.write_text(json.dumps({"version": int(version)}))
+        client.log_model_artifact(model_id, str(path))
 
 
-def log_model(booster_raw: bytes, spec: dict, registered_model_name: str | None = None):
-    """Log the pyfunc of a booster into the active MLflow run (and register it): the booster, its spec and its
+def log_model(booster_raw: bytes, spec: dict):
+    """Log the pyfunc of a booster into the active MLflow run (registry.register_version registers it): the booster, its spec and its
     checked compiled trees as artifacts, a signature and an input example of raw invoice lines, and as its code
     mlflow_model.py (InvoiceLines from the installed sales_sql; nothing pickled)."""
     import tempfile
@@ -193,14 +218,14 @@ def log_model(booster_raw: bytes, spec: dict, registered_model_name: str | None 
             artifacts["trees"] = str(folder / "trees")
         # every name optional and of any type: the model takes either name of a field, and times, numbers or text;
         # sales_sql's names first (spark_udf passes its arguments to the schema's columns in order)
-        names = [n for at in (0, 1) for n in (names[at] for names in FIELDS.values())]
-        inputs = Schema([ColSpec(AnyType(), name, required=False) for name in names])
+        names = [*inputs.NAMES, *inputs.SEED_NAMES.values()]
+        columns = Schema([ColSpec(AnyType(), name, required=False) for name in names])
         outputs = Schema([ColSpec("string", "label"), *(ColSpec("double", c) for c in OUTPUT[1:4]),
                           ColSpec("string", "source"), ColSpec("integer", "model_version")])
         example = {"sale_time": ["2011-12-08 10:30:00"], "branch_id": ["United Kingdom"], "item_code": ["85123A"],
                    "unit_price": [2.55], "customer_id": ["17850"]}
         return mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(__file__).with_name("mlflow_model.py")), artifacts=artifacts,
-            signature=ModelSignature(inputs=inputs, outputs=outputs), input_example=pd.DataFrame(example),
-            registered_model_name=registered_model_name, model_config={"database": "", "config": ""},
+            signature=ModelSignature(inputs=columns, outputs=outputs), input_example=pd.DataFrame(example),
+            model_config={"database": "", "config": ""},
             pip_requirements=[f"sales_sql=={__version__}"])

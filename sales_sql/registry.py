@@ -28,8 +28,10 @@ from .config import Settings
 from .monitor import baseline_table, store_baseline
 from .serving import history_index, load_deployment
 from .training import CLASSES, TrainingError, evaluate, prepare, run_key, train, xgb_params
+from .trees import depths
 
 ALIAS = "production"
+COMPLETE = "macro_f1"  # the version tag written last: a version without it did not finish registering
 TRAINED_THROUGH = "trained_through_line_id"  # sales_sql_meta: the last line_id the latest retrain read
 BASELINE_ARTIFACT = "drift_baseline.parquet"
 
@@ -166,7 +168,9 @@ def _retrain(db_path, settings: Settings, models_dir, data, baselines: dict, res
                            "database_file": str(Path(db_path).resolve())})
         mlflow.log_dict(vars(settings), "config.json")
         mlflow.log_dict(data.spec, "feature_spec.json")
+        started = time.perf_counter()
         result = train(data, settings, run_dir, resume=resume, progress=progress)
+        mlflow.log_metrics(cost(result, time.perf_counter() - started))
         now = int(time.time() * 1000)
         curve = [Metric("stop_mlogloss", loss, now, result.resumed_from + step)
                  for step, loss in enumerate(result.history.get("stop", {}).get("mlogloss", []))]
@@ -181,6 +185,18 @@ def _retrain(db_path, settings: Settings, models_dir, data, baselines: dict, res
     state_file.write_text(json.dumps({"run_id": run.info.run_id, "finished": True, "version": version}))
     return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds, stop,
                          data.slices)
+
+
+def cost(result, seconds: float) -> dict:
+    """What a setting costs: training seconds (in all, per round this run trained), the trees kept, the levels a line
+    walks through them (node visits per line: the cost of every prediction), the process's peak memory."""
+    import resource
+
+    levels = depths(result.booster)
+    trained = max(result.rounds - result.resumed_from, 1)
+    return {"train_seconds": seconds, "seconds_per_round": seconds / trained, "trees": len(levels),
+            "node_visits_per_line": int(levels.sum()),
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
 def register_version(db_path, settings: Settings, client: MlflowClient, booster: xgb.Booster, spec: dict,
@@ -205,19 +221,23 @@ def register_version(db_path, settings: Settings, client: MlflowClient, booster:
     # the version as an MLflow pyfunc over raw invoice lines (sales_sql.pyfunc), which answers with its number
     from .pyfunc import log_model, mark_version
 
-    info = log_model(bytes(booster.save_raw("ubj")), spec, settings.model_name)
-    mark_version(client, info)
-    version = int(info.registered_model_version)
-    # the training distribution travels with the version (promote copies it into the file it deploys to) and goes
-    # into this file below
-    baseline = baseline()
-    with tempfile.TemporaryDirectory() as tmp:
-        pq.write_table(baseline, Path(tmp) / BASELINE_ARTIFACT)
-        mlflow.log_artifact(str(Path(tmp) / BASELINE_ARTIFACT))
-    tags = {"macro_f1": f"{metrics['macro_f1']:.6f}", "accuracy": f"{metrics['accuracy']:.6f}",
-            "cutoff": str(slices["test"][0]), TRAINED_THROUGH: str(last_line_id)}
-    for tag, value in tags.items():
-        client.set_model_version_tag(settings.model_name, str(version), tag, value)
+    info = log_model(bytes(booster.save_raw("ubj")), spec)
+    try:  # a version is registered whole (metrics last) or not at all: one left behind by a failure is deleted
+        version = int(mlflow.register_model(info.model_uri, settings.model_name).version)
+        mark_version(client, info.model_id, version)
+        # the training distribution travels with the version (promote copies it into the file it deploys to) and goes
+        # into this file below
+        baseline = baseline()
+        with tempfile.TemporaryDirectory() as tmp:
+            pq.write_table(baseline, Path(tmp) / BASELINE_ARTIFACT)
+            mlflow.log_artifact(str(Path(tmp) / BASELINE_ARTIFACT))
+        tags = {"cutoff": str(slices["test"][0]), TRAINED_THROUGH: str(last_line_id),
+                "accuracy": f"{metrics['accuracy']:.6f}", COMPLETE: f"{metrics['macro_f1']:.6f}"}
+        for tag, value in tags.items():
+            client.set_model_version_tag(settings.model_name, str(version), tag, value)
+    except BaseException:
+        _unregister_unfinished(client, settings, mlflow.active_run().info.run_id)
+        raise
     try:
         with db.opened(db_path, settings=settings) as con, duck.transaction(con):
             store_baseline(con, settings, version, baseline)
@@ -227,6 +247,22 @@ def register_version(db_path, settings: Settings, client: MlflowClient, booster:
         raise RegistryError(f"version {version} is registered, but its drift baseline could not be written to "
                             f"{db_path}: {e}; `sales-sql promote` will copy it there") from None
     return version, metrics
+
+
+def _unregister_unfinished(client: MlflowClient, settings: Settings, run_id: str) -> None:
+    """Delete the versions of this run that lack their metrics (registration stopped part way)."""
+    try:
+        for v in client.search_model_versions(f"name='{settings.model_name}' and run_id='{run_id}'"):
+            if COMPLETE not in v.tags:
+                client.delete_model_version(settings.model_name, v.version)
+    except Exception:  # noqa: BLE001  the first failure is the one to report; doctor flags what stays behind
+        pass
+
+
+def unfinished(versions) -> list[int]:
+    """The versions without test metrics: registered by a retrain that stopped (a release before 2026-12-06 could
+    leave one)."""
+    return [int(v.version) for v in versions if COMPLETE not in v.tags]
 
 
 def read_version(settings: Settings, version) -> tuple[bytes, dict, dict, pa.Table | None]:
@@ -272,7 +308,7 @@ def store_failed(e: MlflowException) -> RegistryError:
                          "file is unchanged")
 
 
-def _versions(client: MlflowClient, name: str) -> list:
+def registered_versions(client: MlflowClient, name: str) -> list:
     try:
         return sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
     except MlflowException as e:
@@ -359,7 +395,7 @@ def promote(db_path: str, settings: Settings, version: int | None = None, *, bes
     from . import gate
 
     client = mlflow_client(db_path, existing=True)
-    versions = _versions(client, settings.model_name)
+    versions = registered_versions(client, settings.model_name)
     if not versions:
         raise RegistryError(f"model {settings.model_name!r} has no versions yet; run `sales-sql retrain` first")
     read = {}
@@ -394,7 +430,7 @@ def promote(db_path: str, settings: Settings, version: int | None = None, *, bes
             matches = [v for v in versions if int(v.version) == version]
             if not matches:
                 raise RegistryError(f"version {version} of {settings.model_name!r} does not exist; existing: "
-                                    f"{', '.join(v.version for v in versions)}")
+                                    f"{', '.join(str(v.version) for v in versions)}")
             candidate = matches[0]
         if np.isnan(_macro_f1(candidate)) and not force:
             raise GateRefused(f"version {candidate.version} has no test metrics: the retrain that registered it did "
@@ -450,7 +486,7 @@ def rollback(db_path: str, settings: Settings, models_dir: str | os.PathLike = "
     if active is None or previous is None:
         raise RegistryError("there is no earlier production version in this database file to roll back to")
     client = mlflow_client(db_path, existing=True)
-    version = next((v for v in _versions(client, settings.model_name) if int(v.version) == previous), None)
+    version = next((v for v in registered_versions(client, settings.model_name) if int(v.version) == previous), None)
     if version is None:
         raise RegistryError(f"version {previous} is no longer in the MLflow registry at {tracking_uri(db_path)}")
     _deploy(db_path, settings, client, version, Path(models_dir), "rolled_back")
@@ -469,7 +505,7 @@ def list_models(db_path: str, settings: Settings) -> list[dict]:
     return [{"version": int(v.version), "macro_f1": _macro_f1(v), "accuracy": float(v.tags.get("accuracy", "nan")),
              "cutoff": v.tags.get("cutoff", ""), "production": int(v.version) == production,
              "deployed_here": int(v.version) == deployed, "run_id": v.run_id}
-            for v in _versions(client, settings.model_name)]
+            for v in registered_versions(client, settings.model_name)]
 
 
 __all__ = ["GateRefused", "MlflowException", "RegistryError", "TrainingError", "list_models", "promote", "retrain", "rollback",

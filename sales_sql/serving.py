@@ -40,10 +40,10 @@ log = logging.getLogger("sales_sql")
 # what answered a row (the `source` field); docs/sql.md lists the fallback causes. READ_FAILED (the history or the
 # model could not be read just now: I/O, memory) is the one cause that may pass by itself: it is never kept, and the
 # next call tries again
-MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED, NO_DATABASE = (
+MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED, NO_DATABASE, INVALID_PRICE = (
     "model", "fallback:no_model", "fallback:bundle_unreadable", "fallback:spec_mismatch", "invalid_date",
-    "fallback:features_unavailable", "fallback:read_failed", "fallback:no_database")
-SOURCES = (MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED, NO_DATABASE)
+    "fallback:features_unavailable", "fallback:read_failed", "fallback:no_database", "invalid_price")
+SOURCES = (MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED, NO_DATABASE, INVALID_PRICE)
 EXPLAIN_TOP = 5
 _CLASS_NAMES = pa.array(CLASSES)
 _SOURCE_NAMES = pa.array(SOURCES)
@@ -241,8 +241,9 @@ class Predictor:
                 self._active -= 1
         source = SOURCES.index(dep.source)
         label = proba.argmax(axis=1)  # ties go to the lower class
-        label[~batch.ok_day] = -1
-        sources = np.where(batch.ok_day, source, SOURCES.index(INVALID_DATE)).astype(np.int8)
+        label[~batch.ok] = -1  # no answer without a sale time, or with a price that is no number
+        sources = np.where(batch.ok_day, np.where(batch.ok_price, source, SOURCES.index(INVALID_PRICE)),
+                           SOURCES.index(INVALID_DATE)).astype(np.int8)
         return label, proba, sources, dep.version if dep.source == MODEL else None, batch
 
     def class_arrow(self, day, branch, item, price, customer) -> pa.DictionaryArray:
@@ -263,8 +264,8 @@ class Predictor:
 
         dep = self.deployment()
         batch = Batch(dep.index, day, branch, item, price, customer)
-        out = [None if not ok else [] for ok in batch.ok_day]
-        if dep.source == MODEL and batch.ok_day.any():
+        out = [None if not ok else [] for ok in batch.ok]
+        if dep.source == MODEL and batch.ok.any():
             if dep.booster is None:  # the checked trees answer predictions; contributions need XGBoost
                 dep.booster = booster_of(self.booster_bytes())
             X = batch.matrix(dep.plan)
@@ -277,7 +278,7 @@ class Predictor:
             hashed = [j for j, f in enumerate(names) if f.startswith("hashed_")]
             plain = [j for j, f in enumerate(names) if not f.startswith("hashed_")]
             labels = [readable(dep.index.layout.definition, names[j]) for j in plain]
-            for r in np.flatnonzero(batch.ok_day):
+            for r in np.flatnonzero(batch.ok):
                 c = contribs[r, label[r]]
                 entries = [(name, float(X[r, j]), float(c[j])) for name, j in zip(labels, plain)]
                 if hashed:

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from . import duck
+from . import duck, inputs
 from .config import Settings, load_settings, shipped
 from .definition import CLASSES, FEATURES, FIRST_TIME, LAST_TIME, RENDERED, spark_dialect
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
@@ -169,7 +168,7 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
 
     def serving(method):
         def udf(*args):
-            return getattr(_served(name, settings), method)(*_arguments(args, settings.time_zone))
+            return getattr(_served(name, settings), method)(*inputs.arguments(args, settings.time_zone))
         return udf
 
     prediction = spark_type(PREDICTION)
@@ -274,43 +273,6 @@ def _served(name: str, settings: Settings):
                 if found.deployment().source != READ_FAILED:  # a read that failed is tried again by the next batch
                     _SERVED[name] = found
     return found
-
-
-def _arguments(args, zone: str) -> list[pa.Array]:
-    """The functions' 3 to 5 arguments as DuckDB's macros cast them (sql/predict.sql): the sale date as a timestamp
-    (a date, or an ISO string; NULL when it does not cast; an instant: its wall-clock time in `zone`), keys as text,
-    the price as a double (NULL when it does not cast); unit_price and customer_id may be left out."""
-    if not 3 <= len(args) <= 5:
-        raise TypeError(f"the prediction functions take 3 to 5 arguments (sale_date, branch_id, item_code[, "
-                        f"unit_price[, customer_id]]), not {len(args)}")
-    args = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in args]
-    n = len(args[0])
-    day, branch, item = args[:3]
-    price = args[3] if len(args) > 3 else pa.nulls(n, pa.float64())
-    customer = args[4] if len(args) > 4 else pa.nulls(n, pa.string())
-    if pa.types.is_string(day.type) or pa.types.is_large_string(day.type):
-        day = _try(day, pa.timestamp("us"))
-    elif pa.types.is_timestamp(day.type) and day.type.tz is not None:
-        day = pc.local_timestamp(day.cast(pa.timestamp(day.type.unit, zone)))
-    elif not (pa.types.is_timestamp(day.type) or pa.types.is_date(day.type)):
-        day = pa.nulls(n, pa.timestamp("us"))
-    keys = [a if a.type == pa.string() else a.cast(pa.string()) for a in (branch, item, customer)]
-    price = price if price.type == pa.float64() else _try(price, pa.float64())
-    return [day, keys[0], keys[1], price, keys[2]]
-
-
-def _try(values: pa.Array, to: pa.DataType) -> pa.Array:
-    """values cast to `to`, NULL where one does not cast (DuckDB's TRY_CAST)."""
-    try:
-        return values.cast(to)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        out = []
-        for v in values:
-            try:
-                out.append(pa.array([v.as_py()], values.type).cast(to)[0].as_py())
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                out.append(None)
-        return pa.array(out, to)
 
 
 # ---- drift ------------------------------------------------------------------------------------------------------

@@ -147,6 +147,19 @@ def ubjson(raw) -> dict:
     return value(take(1))
 
 
+def depths(booster) -> np.ndarray:
+    """Each tree's depth (any tree kind): their sum is the levels a line walks through the model, its cost to
+    predict."""
+    out = []
+    for tree in ubjson(booster.save_raw("ubj"))["learner"]["gradient_booster"]["model"]["trees"]:
+        left, right = np.asarray(tree["left_children"]), np.asarray(tree["right_children"])
+        level = np.zeros(len(left), np.int32)
+        for i in np.flatnonzero(left >= 0):  # children always come after their parent
+            level[left[i]] = level[right[i]] = level[i] + 1
+        out.append(level.max())
+    return np.array(out, np.int64)
+
+
 class Trees:
     """A multi:softprob gbtree booster's trees, ready for _proba."""
 

@@ -40,13 +40,15 @@ def test_any_rows_get_their_documented_answers(fuzz_con, rows):
     cur = fuzz_con.cursor()
     cur.register("fuzz", table)
     out = cur.execute(f"""SELECT coalesce(TRY_CAST(sale_time AS TIMESTAMP) BETWEEN TIMESTAMP '0001-01-01'
-                                          AND TIMESTAMP '9999-12-31 23:59:59.999999', false), predict_sales({ARGS}), predict_sales_class({ARGS}),
+                                          AND TIMESTAMP '9999-12-31 23:59:59.999999', false),
+                                 coalesce(NOT isnan(unit_price), true), predict_sales({ARGS}), predict_sales_class({ARGS}),
                                  explain_sales_class({ARGS}) FROM fuzz""").fetchall()
     cur.close()
     assert len(out) == len(rows)
-    for valid_day, p, label, why in out:
-        if not valid_day:
-            assert p == {"label": None, "proba": None, "source": "invalid_date", "model_version": None}
+    for valid_day, valid_price, p, label, why in out:
+        if not valid_day or not valid_price:  # a NaN price is given but no number: no answer, and the source says so
+            source = "invalid_date" if not valid_day else "invalid_price"
+            assert p == {"label": None, "proba": None, "source": source, "model_version": None}
             assert label is None and why is None
             continue
         assert p["source"] == "model" and p["model_version"] == 1 and p["label"] == label in CLASSES

@@ -52,9 +52,11 @@ def test_retrain_logs_everything_and_registers_a_version(tmp_path, settings, sto
     run = MlflowClient(store).get_run(r.run_id)
     m = run.data.metrics
     for key in ("accuracy", "macro_f1", "log_loss", "precision_LOW", "recall_HIGH", "f1_MEDIUM",
-                "baseline_majority_accuracy", "baseline_branch_item_mode_macro_f1", "lift_macro_f1_over_majority"):
+                "baseline_majority_accuracy", "baseline_branch_item_mode_macro_f1", "lift_macro_f1_over_majority",
+                "train_seconds", "seconds_per_round", "trees", "node_visits_per_line", "peak_rss_gb"):
         assert key in m, key
     assert m["macro_f1"] > m["baseline_branch_item_mode_macro_f1"] > m["baseline_majority_macro_f1"]
+    assert m["trees"] == 3 * (m["best_iteration"] + 1) and 0 < m["node_visits_per_line"] <= QUICK["max_depth"] * m["trees"]
     assert run.data.params["test_from"] and int(run.data.params["train_rows"]) > 0
     curve = sorted(MlflowClient(store).get_metric_history(r.run_id, "stop_mlogloss"), key=lambda p: p.step)
     assert [p.step for p in curve] == list(range(r.rounds)) and curve[0].value > curve[-1].value
@@ -103,21 +105,86 @@ def test_gate_force_rollback_and_models_listing(tmp_path, settings, store, monke
     again = run_cli("rollback", db, *md, check=False)
     assert again.returncode == 2 and "no earlier production version" in again.stderr
 
-    # a retrain stopped after MLflow registered its version, here while it logged the drift baseline: the
-    # version has no metrics (they are tagged last), so the gate cannot pass it and --best passes over it
-    from sales_sql.registry import RegistryError, promote
 
-    def stopped(*args, **kwargs):
-        raise KeyboardInterrupt
+@pytest.mark.slow  # a fault test: eight retrains
+def test_a_retrain_stopped_at_any_step_of_registering_leaves_a_whole_version_or_none(tmp_path, settings, store,
+                                                                                     monkeypatch):
+    from mlflow import MlflowClient
 
-    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):  # (the store fixture's variable stays)
-        m.setattr(registry, "baseline_table", stopped)
-        retrain(str(db), dataclasses.replace(settings, **QUICK), tmp_path / "models", progress=False)
-    cut = bad.version + 1
+    from sales_sql import pyfunc, registry
+    from sales_sql.registry import COMPLETE, RegistryError, promote, retrain
+
+    db = make_db(tmp_path, settings, lines=8_000, days=100)
+    quick = dataclasses.replace(settings, **QUICK)
+    good = retrain(str(db), quick, tmp_path / "models", progress=False)
+    client = MlflowClient(store)
+
+    def versions():
+        return client.search_model_versions(f"name='{settings.model_name}'")
+
+    def after(target, name, calls=1):
+        """Ctrl-C right after the `calls`-th call of target.name finished."""
+        original, seen = getattr(target, name), []
+
+        def step(*args, **kwargs):
+            out = original(*args, **kwargs)
+            seen.append(1)
+            if len(seen) == calls:
+                raise KeyboardInterrupt
+            return out
+        return step
+
+    steps = [(registry.mlflow, "register_model", 1), (pyfunc, "mark_version", 1), (registry, "baseline_table", 1),
+             *((MlflowClient, "set_model_version_tag", n) for n in (1, 4)), (registry, "store_baseline", 1)]
+    for target, name, calls in steps:
+        before = len(versions())
+        with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+            m.setattr(target, name, after(target, name, calls))
+            retrain(str(db), quick, tmp_path / "models", progress=False)
+        now = versions()
+        assert all(COMPLETE in v.tags for v in now), (name, calls, [v.tags for v in now])
+        assert len(now) - before == (1 if (name, calls) in (("set_model_version_tag", 4), ("store_baseline", 1))
+                                     else 0), (name, calls)
+
+    # a version an older release left without metrics: promote refuses it, --best passes over it, doctor names it
+    cut = retrain(str(db), quick, tmp_path / "models", progress=False).version
+    client.delete_model_version_tag(settings.model_name, str(cut), COMPLETE)
     assert [v["version"] for v in registry.list_models(str(db), settings) if math.isnan(v["macro_f1"])] == [cut]
     with pytest.raises(RegistryError, match=f"version {cut} has no test metrics"):
         promote(str(db), settings, cut, models_dir=tmp_path / "models")
-    assert promote(str(db), settings, best=True, models_dir=tmp_path / "models") == good.version
+    assert promote(str(db), settings, best=True, models_dir=tmp_path / "models") != cut
+    doctor = run_cli("doctor", db, check=False)
+    assert doctor.returncode == 1 and f"v{cut} of {settings.model_name!r} never finished registering" in doctor.stdout
+    assert good.version != cut
+
+
+def test_impossible_arguments_are_one_line_and_change_nothing(tmp_path, settings, store):
+    from mlflow import MlflowClient
+
+    from sales_sql.registry import retrain
+
+    db = make_db(tmp_path, settings, lines=8_000, days=100)
+    retrain(str(db), dataclasses.replace(settings, **QUICK), tmp_path / "models", progress=False)
+    client = MlflowClient(store)
+
+    def state():
+        with connect(db, read_only=True, settings=settings) as con:
+            tables = [con.execute(f"SELECT count(*) FROM {t}").fetchall() for t in
+                      ("deployed_models", "drift_baseline", "invoices", "sales_sql_meta")]
+        close(db)
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        return tables, sorted((r.info.run_id, r.info.status) for r in runs), \
+            [v.version for v in client.search_model_versions(f"name='{settings.model_name}'")]
+
+    before = state()
+    for args, says in ((("promote", db, 99), "version 99 of 'sales_sql_class' does not exist; existing: 1"),
+                       (("promote", db, 0), "0 is not in the range x>=1"),
+                       (("retrain", db, "--rounds", 0), "'--rounds': 0 is not in the range x>=1"),
+                       (("retrain", db, "--rounds", -3), "is not in the range"),
+                       (("retrain", db, "--engine", "spark", "--num-workers", 0), "'--num-workers'")):
+        proc = run_cli(*args, check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr, (args, proc.stderr)
+        assert state() == before, args
 
 
 def test_failure_between_alias_and_database_keeps_old_production(tmp_path, settings, store, monkeypatch):

@@ -1,0 +1,177 @@
+"""The quality-cost frontier of the model's settings on UCI's three slices (or the demo data's, with --demo).
+
+Every setting trains on the train slice and stops early on the early-stopping slice, exactly as `sales-sql retrain`
+does (class weights, checkpoints aside). The pick is made on the early-stopping slice alone: the cheapest setting (the
+fewest node visits per line, the cost of every prediction) whose early-stopping macro-F1 is within 0.003 of the best
+setting's there. The test slice is read once per setting, after training, and only reported.
+
+For each setting: rounds, trees, node visits per line (the levels the compiled trees walk for one line), train
+seconds (both cores), predictions per second on one core (the compiled trees over 100,000 test lines; XGBoost's own
+predictor where the compiled trees cannot serve the model), and the macro-F1 on both slices and the test accuracy.
+
+    python bench/frontier.py                 # UCI (bench/.cache/uci.duckdb), about 30 minutes on 2 cores
+    python bench/frontier.py --demo          # the demo data, the same grid
+    python bench/frontier.py --plot docs/frontier.png
+"""
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+import xgboost as xgb
+from uci import CUTOFF, uci_database
+
+from sales_sql import scratch
+from sales_sql.config import load_settings
+from sales_sql.db import opened
+from sales_sql.training import batches, evaluate, load_dataset, slice_of, xgb_params
+from sales_sql.trees import Trees, depths
+
+# (name, settings overrides, extra XGBoost parameters); the first row is the setting shipped before this bench
+GRID = [
+    ("d10 lr.05 (until 2026-12-06)", dict(max_depth=10, learning_rate=0.05), {}),
+    ("d12 lr.1", dict(max_depth=12, learning_rate=0.1), {}),
+    ("d10 lr.075", dict(max_depth=10, learning_rate=0.075), {}),
+    ("d10 lr.1", dict(max_depth=10, learning_rate=0.1), {}),
+    ("d8 lr.1", dict(max_depth=8, learning_rate=0.1), {}),
+    ("d8 lr.1 mcw20", dict(max_depth=8, learning_rate=0.1, min_child_weight=20.0), {}),
+    ("d8 lr.1 col.5", dict(max_depth=8, learning_rate=0.1, colsample_bytree=0.5), {}),
+    ("d8 lr.1 bin64", dict(max_depth=8, learning_rate=0.1, max_bin=64), {}),
+    ("d6 lr.1", dict(max_depth=6, learning_rate=0.1), {}),
+    ("d6 lr.2", dict(max_depth=6, learning_rate=0.2), {}),
+    ("d4 lr.2", dict(max_depth=4, learning_rate=0.2), {}),
+    ("d6 lr.1 vector leaves", dict(max_depth=6, learning_rate=0.1), {"multi_strategy": "multi_output_tree"}),
+]
+TOLERANCE = 0.003   # a setting within this of the best early-stopping macro-F1 counts as as good
+SPEED_LINES = 100_000
+
+
+def per_second(booster: xgb.Booster, X: np.ndarray) -> tuple[float, str]:
+    """Lines per second on one core: the compiled trees, else XGBoost's predictor."""
+    trees = Trees.of(booster)
+    if trees is not None:
+        trees.proba(X[:1000])  # compiled already; warm the caches
+        t = time.perf_counter()
+        trees.proba(X, threads=1)
+        return len(X) / (time.perf_counter() - t), "compiled"
+    booster.set_param({"nthread": 1})
+    booster.inplace_predict(X[:1000])
+    t = time.perf_counter()
+    booster.inplace_predict(X)
+    return len(X) / (time.perf_counter() - t), "xgboost"
+
+
+def run(db, cutoff, only):
+    base = load_settings()
+    rows, datasets = [], {}
+    with opened(str(db), settings=base) as con:
+        for name, overrides, extra in GRID:
+            if only and not any(o in name for o in only):
+                continue
+            settings = dataclasses.replace(base, **overrides)
+            if settings.max_bin not in datasets:  # the bins are the matrices': one dataset per max_bin
+                datasets[settings.max_bin] = load_dataset(con, settings, cutoff)
+            data = datasets[settings.max_bin]
+            if "X" not in datasets:
+                test = f"{slice_of(data.cutoff, data.stop_from)} = 'test'"
+                datasets["X"] = next(batches(con, settings, data.spec, test))[1][:SPEED_LINES]
+            params = xgb_params(settings) | extra
+            t = time.perf_counter()
+            try:
+                booster = xgb.train(params, data.dtrain, num_boost_round=settings.num_boost_round,
+                                    evals=[(data.dstop, "stop")], verbose_eval=False,
+                                    callbacks=[xgb.callback.EarlyStopping(rounds=settings.early_stopping_rounds,
+                                                                          save_best=False)])
+            except xgb.core.XGBoostError as e:
+                print(f"{name}: XGBoost refused it: {str(e).splitlines()[0]}", flush=True)
+                continue
+            seconds = time.perf_counter() - t
+            booster = booster[: booster.best_iteration + 1]
+            stop = evaluate(data.y_stop, booster.predict(data.dstop))
+            test = evaluate(data.y_test, booster.predict(data.dtest))
+            rate, how = per_second(booster, datasets["X"])
+            d = depths(booster)
+            rows.append(dict(name=name, rounds=booster.num_boosted_rounds(), trees=len(d), visits=int(d.sum()),
+                             seconds=seconds, per_second=rate, predictor=how, stop_f1=stop["macro_f1"],
+                             test_f1=test["macro_f1"], test_accuracy=test["accuracy"]))
+            print(line(rows[-1]), flush=True)
+    for data in datasets.values():
+        if hasattr(data, "close"):
+            data.close()
+    return rows
+
+
+def line(r, mark=""):
+    return (f"| {r['name']}{mark} | {r['rounds']} | {r['trees']:,} | {r['visits']:,} | {r['seconds']:.0f} | "
+            f"{r['per_second']:,.0f} ({r['predictor']}) | {r['stop_f1']:.4f} | {r['test_f1']:.4f} | "
+            f"{r['test_accuracy']:.4f} |")
+
+
+def pick(rows):
+    """The cheapest setting (node visits per line) within TOLERANCE of the best early-stopping macro-F1."""
+    best = max(r["stop_f1"] for r in rows)
+    return min((r for r in rows if r["stop_f1"] >= best - TOLERANCE), key=lambda r: (r["visits"], r["seconds"]))
+
+
+def plot(rows, chosen, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, marker, label in (("stop_f1", "o", "early-stopping slice (chooses)"),
+                               ("test_f1", "s", "test slice (reported)")):
+        ax.scatter([r["visits"] for r in rows], [r[key] for r in rows], marker=marker, label=label)
+    for r in rows:
+        ax.annotate(r["name"].split(" (")[0], (r["visits"], r["test_f1"]), fontsize=7, xytext=(3, -9),
+                    textcoords="offset points")
+    ax.axvline(chosen["visits"], color="grey", linestyle=":", label=f"shipped: {chosen['name']}")
+    ax.set_xscale("log")
+    ax.set_xlabel("node visits per line (log scale): the cost of every prediction")
+    ax.set_ylabel("macro-F1")
+    ax.set_title("UCI: quality against cost, one point per setting")
+    ax.legend(fontsize=8, loc="center left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--demo", action="store_true", help="the demo data instead of UCI")
+    ap.add_argument("--only", nargs="*", help="settings whose name contains one of these")
+    ap.add_argument("--plot", help="a PNG of the frontier")
+    ap.add_argument("--json", help="the rows as JSON")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if args.demo:
+        from sales_sql import demo
+        from sales_sql.loader import load_files
+
+        folder = scratch.folder("frontier")
+        demo.write(demo.generate(), folder / "invoices.parquet")
+        db = folder / "demo.duckdb"
+        with opened(str(db)) as con:
+            load_files(con, [folder / "invoices.parquet"])
+        cutoff = None
+    else:
+        db, cutoff = uci_database(), CUTOFF
+    t = time.perf_counter()
+    rows = run(db, cutoff, args.only)
+    chosen = pick(rows)
+    print(f"\n{'demo' if args.demo else 'UCI'} data, {time.perf_counter() - t:.0f} s in all; cheapest within "
+          f"{TOLERANCE} of the best early-stopping macro-F1 ({max(r['stop_f1'] for r in rows):.4f}): {chosen['name']}")
+    print("| setting | rounds | trees | node visits per line | train s | lines/s, one core | macro-F1 stop | "
+          "macro-F1 test | accuracy test |\n|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(line(r, " **(shipped)**" if r is chosen else ""))
+    if args.plot:
+        plot(rows, chosen, args.plot)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
