@@ -219,7 +219,7 @@ def run(database: str, settings: Settings, version: str, host: str, port: int, w
 
     model = check(database, settings, version)
     try:  # the port, bound here: a port in use is one line, not uvicorn's exit
-        sock = socket.create_server((host, port), reuse_port=False)
+        sock = listening(host, port)
     except OSError as e:
         raise ServeError(f"cannot answer on {host}:{port}: {e.strerror or e}; choose another --port, or stop what "
                          "answers there") from None
@@ -253,6 +253,22 @@ def run(database: str, settings: Settings, version: str, host: str, port: int, w
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return bool(stopped)
+
+
+def listening(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn, as uvicorn binds one, with its protocol named: asyncio turns Nagle's algorithm
+    off (TCP_NODELAY) only on connections of a socket whose protocol is TCP, and without that every answer waits for
+    the client's delayed acknowledgement (40 ms a request)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # the workers of --workers answer on it
+    return sock
 
 
 def _supervisor():

@@ -1,5 +1,6 @@
 """The wheel, installed into a new virtual environment outside the repository, runs the whole flow on its own."""
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -26,8 +27,11 @@ def run(*args, cwd, env=None):
 def built(tmp_path_factory):
     """The wheel and the sdist of this checkout, built offline with the test environment's setuptools."""
     dist = tmp_path_factory.mktemp("dist")
+    had_build = (ROOT / "build").exists()
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, ROOT, cwd=ROOT)
     run(sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(dist)!r})", cwd=ROOT)
+    if not had_build:  # setuptools builds in ROOT/build: the tests leave nothing in the checkout
+        shutil.rmtree(ROOT / "build", ignore_errors=True)
     (wheel,), (sdist,) = dist.glob("*.whl"), dist.glob("*.tar.gz")
     return wheel, sdist
 

@@ -299,8 +299,10 @@ def test_a_version_registered_before_the_pyfunc_still_serves_in_sql(tmp_path, se
         data = load_dataset(con, quick)
         booster = xgb.train(xgb_params(quick), data.dtrain, 10)
         data.close()
-    mlflow_client(db)
-    with mlflow.start_run():
+    client = mlflow_client(db)
+    # an experiment whose artifacts go to the test's folder (the default experiment's are ./mlruns, in the checkout)
+    experiment = client.create_experiment("before_pyfunc", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
         mlflow.log_dict(data.spec, "feature_spec.json")
         info = mlflow.xgboost.log_model(booster, name="model", model_format="ubj",
                                         registered_model_name=settings.model_name)

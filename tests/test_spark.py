@@ -53,7 +53,8 @@ def work(tmp_path_factory, migrated_store, settings):
 
 @pytest.fixture(scope="module")
 def spark(work, settings):
-    session = engine.session("local[2]")
+    # Spark's warehouse (else ./spark-warehouse in the checkout) in the module's folder: tests leave nothing behind
+    session = engine.session("local[2]", **{"spark.sql.warehouse.dir": str(work["tmp"] / "warehouse")})
     engine.create_views(session, work["export"], settings)
     yield session
     engine.stop(session)
