@@ -65,7 +65,7 @@ def per_second(booster: xgb.Booster, X: np.ndarray) -> tuple[float, str]:
 
 def run(db, cutoff, only):
     base = load_settings()
-    rows, datasets = [], {}
+    rows, datasets, X = [], {}, None  # datasets: one per max_bin (the matrices' bins); X: test lines to time
     with opened(str(db), settings=base) as con:
         for name, overrides, extra in GRID:
             if only and not any(o in name for o in only):
@@ -74,9 +74,9 @@ def run(db, cutoff, only):
             if settings.max_bin not in datasets:  # the bins are the matrices': one dataset per max_bin
                 datasets[settings.max_bin] = load_dataset(con, settings, cutoff)
             data = datasets[settings.max_bin]
-            if "X" not in datasets:
+            if X is None:
                 test = f"{slice_of(data.cutoff, data.stop_from)} = 'test'"
-                datasets["X"] = next(batches(con, settings, data.spec, test))[1][:SPEED_LINES]
+                X = next(batches(con, settings, data.spec, test))[1][:SPEED_LINES]
             params = xgb_params(settings) | extra
             t = time.perf_counter()
             try:
@@ -91,15 +91,14 @@ def run(db, cutoff, only):
             booster = booster[: booster.best_iteration + 1]
             stop = evaluate(data.y_stop, booster.predict(data.dstop))
             test = evaluate(data.y_test, booster.predict(data.dtest))
-            rate, how = per_second(booster, datasets["X"])
+            rate, how = per_second(booster, X)
             d = depths(booster)
             rows.append(dict(name=name, rounds=booster.num_boosted_rounds(), trees=len(d), visits=int(d.sum()),
                              seconds=seconds, per_second=rate, predictor=how, stop_f1=stop["macro_f1"],
                              test_f1=test["macro_f1"], test_accuracy=test["accuracy"]))
             print(line(rows[-1]), flush=True)
     for data in datasets.values():
-        if hasattr(data, "close"):
-            data.close()
+        data.close()
     return rows
 
 

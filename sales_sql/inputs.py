@@ -124,6 +124,10 @@ def prices(values: pa.Array) -> pa.Array:
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         return values.cast(pa.float64())
     if pa.types.is_string(t) or pa.types.is_large_string(t):
+        try:  # numbers as text (a CSV body's prices): Arrow's parser, at once
+            return values.cast(pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # text that is no number among them: value by value, below
         out = []
         for v in values.to_pylist():
             try:
@@ -134,7 +138,7 @@ def prices(values: pa.Array) -> pa.Array:
     return pc.if_else(values.is_valid(), np.nan, pa.scalar(None, pa.float64()))  # booleans, times: no number
 
 
-def not_a_price(given: pa.Array, cast: pa.Array) -> np.ndarray:
-    """Where a price was given (not NULL) but is no number (NaN after prices())."""
-    return (given.is_valid().to_numpy(zero_copy_only=False)
-            & np.isnan(cast.fill_null(0.0).to_numpy(zero_copy_only=False)))
+def not_a_price(prices: pa.Array) -> np.ndarray:
+    """Where a price (float64, as prices() gives it: NULL where none was given) is given but no number: NaN."""
+    nan = np.isnan(prices.fill_null(0.0).to_numpy(zero_copy_only=False))
+    return nan & prices.is_valid().to_numpy(zero_copy_only=False) if prices.null_count else nan

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
 
+from . import inputs
 from .definition import FIRST_DAY, LAST_DAY, Definition
 from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _fnv, _hash_kernel, _same_bytes, _string_buffers
 
@@ -448,9 +449,7 @@ class Batch:
         self.day = np.where(self.ok_day, raw, 0).astype(np.int32)
         price = pc.cast(price, pa.float64()) if price.type != pa.float64() else price
         self.price = price.to_numpy(zero_copy_only=False)
-        # a price given as NaN is no number (inputs.py: the casts make one of text that is no number); NULL: no price
-        self.ok_price = ~np.isnan(self.price) if not price.null_count else \
-            ~(np.isnan(self.price) & price.is_valid().to_numpy(zero_copy_only=False))
+        self.ok_price = ~inputs.not_a_price(price)  # NaN: given but no number (NULL: no price)
         self.ok = self.ok_day & self.ok_price
         self.index = index
         self.keys = [_string_buffers(a) for a in (branch, item, customer)]  # in ARGUMENTS order

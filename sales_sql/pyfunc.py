@@ -136,7 +136,7 @@ def _column(frame, field: str, zone: str, refuse: bool = True) -> pa.Array:
                 "such as +01:00 or Z is converted to the time_zone setting)")
     elif field == "unit_price":
         out = inputs.prices(given)
-        bad = inputs.not_a_price(given, out)
+        bad = inputs.not_a_price(out)
         rule = "is not a price; send a number, or null (or no field) when the price is unknown"
     else:
         return inputs.keys(given)

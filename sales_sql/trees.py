@@ -150,14 +150,19 @@ def ubjson(raw) -> dict:
 def depths(booster) -> np.ndarray:
     """Each tree's depth (any tree kind): their sum is the levels a line walks through the model, its cost to
     predict."""
-    out = []
-    for tree in ubjson(booster.save_raw("ubj"))["learner"]["gradient_booster"]["model"]["trees"]:
+    return tree_depths(ubjson(booster.save_raw("ubj"))["learner"]["gradient_booster"]["model"]["trees"])
+
+
+def tree_depths(trees: list[dict]) -> np.ndarray:
+    """The depth of each tree of a model's JSON (its `trees` list)."""
+    out = np.zeros(len(trees), np.int32)
+    for t, tree in enumerate(trees):
         left, right = np.asarray(tree["left_children"]), np.asarray(tree["right_children"])
         level = np.zeros(len(left), np.int32)
         for i in np.flatnonzero(left >= 0):  # children always come after their parent
             level[left[i]] = level[right[i]] = level[i] + 1
-        out.append(level.max())
-    return np.array(out, np.int64)
+        out[t] = level.max()
+    return out
 
 
 class Trees:
@@ -177,7 +182,7 @@ class Trees:
         self.nodes = np.empty(sum(sizes), NODE)
         self.leaf = np.zeros(sum(sizes), np.float32)
         self.roots = np.cumsum([0, *sizes[:-1]]).astype(np.uint32)
-        self.depth = np.zeros(len(trees), np.int32)
+        self.depth = tree_depths(trees)
         self.group = np.array(gbm["model"]["tree_info"], np.int32)
         self.base = np.array(base, np.float32)
         for t, (tree, root, size) in enumerate(zip(trees, self.roots, sizes)):
@@ -193,10 +198,6 @@ class Trees:
             node["left"] = root + np.where(inner, left, np.arange(size))
             node["missing_right"] = inner & ~np.array(tree["default_left"], bool)
             self.leaf[root:root + size] = np.where(inner, 0, split)  # a leaf's value is in split_conditions
-            level = np.zeros(size, np.int32)
-            for i in np.flatnonzero(inner):  # children always come after their parent
-                level[left[i]] = level[right[i]] = level[i] + 1
-            self.depth[t] = level.max()
 
     ARRAYS = ("nodes", "leaf", "roots", "depth", "group", "base")
 
