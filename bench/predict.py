@@ -32,7 +32,7 @@ from uci import CUTOFF, fresh_mlflow_store, uci_database
 from sales_sql import scratch
 import sales_sql
 from sales_sql.config import load_settings
-from sales_sql.duck import active_deployment
+from sales_sql.duck import deployed_row
 from sales_sql.lookups import Batch
 from sales_sql.scoring import score_into
 from sales_sql.trees import Trees
@@ -42,10 +42,10 @@ ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
 
 def ensure_model(db: Path, settings) -> None:
     """A production model that answers (trained on the current feature definition), trained and promoted if not."""
-    from sales_sql.serving import MODEL, load_deployment
+    from sales_sql.serving import MODEL, load_from_file
 
     con = sales_sql.connect(db)
-    answers = load_deployment(con, settings).source == MODEL
+    answers = load_from_file(con, settings).source == MODEL
     sales_sql.close(db)
     if not answers:
         from sales_sql.registry import promote, retrain
@@ -73,12 +73,12 @@ def main():
     con.sql("SELECT predict_sales_class(" + ARGS + ") FROM invoices LIMIT 5000").fetchall()  # load model, compile
 
     # 1. SQL vs one inplace_predict over the prebuilt matrix, same model, same lines
-    from sales_sql.serving import Predictor, booster_of
+    from sales_sql.serving import DatabaseFile, Predictor, booster_of
 
-    predictor = Predictor(con, settings)
-    dep = predictor.deployment()
-    # XGBoost's booster of the model (None in the deployment once its compiled trees were checked in this file)
-    booster = dep.booster or booster_of(active_deployment(con, settings.model_name, "booster")[0])
+    predictor = Predictor(DatabaseFile(con), settings)
+    dep = predictor.model()
+    # XGBoost's booster of the model (None in the loaded model once its compiled trees were checked in this file)
+    booster = dep.booster or booster_of(deployed_row(con, settings.model_name, "booster")[0])
     raw = con.sql("SELECT sale_time, branch_id, item_code, unit_price, customer_id FROM invoices"
                   ).to_arrow_table()
     X = Batch(dep.index, *raw.columns).matrix(dep.spec)

@@ -30,7 +30,7 @@ from uci import CUTOFF, ROOT, fresh_mlflow_store, uci_database
 from sales_sql import scratch
 import sales_sql
 from sales_sql.config import load_settings
-from sales_sql.serving import load_deployment
+from sales_sql.serving import load_from_file
 
 SALES_SQL = str(Path(sys.executable).parent / "sales-sql")
 CACHE = ROOT / "bench" / ".cache"
@@ -65,7 +65,7 @@ def build(k: int, uci: Path) -> Path:
     con.execute("""INSERT INTO drift_baseline SELECT b.* FROM uci.drift_baseline b
                    JOIN uci.deployed_models d ON d.status = 'active' AND b.version = d.version""")
     con.execute("DETACH uci")
-    load_deployment(con, load_settings())  # what promote does: the compiled trees checked, the history index built
+    load_from_file(con, load_settings())  # what promote does: the compiled trees checked, the history index built
     sales_sql.close(path)
     return path
 

@@ -37,7 +37,7 @@ import pandas as pd
 import sales_sql
 from sales_sql import scratch
 from sales_sql.config import load_settings
-from sales_sql.serving import load_deployment
+from sales_sql.serving import load_from_file
 
 SALES_SQL = str(Path(sys.executable).parent / "sales-sql")
 ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
@@ -60,7 +60,7 @@ def main():
     run("retrain", db, "--models-dir", folder / "models", *(("--rounds", rounds) if rounds else ()))
     run("promote", db, "--force", "--models-dir", folder / "models")
     con = sales_sql.connect(db, read_only=True)
-    trees = len(load_deployment(con, load_settings()).trees.roots)
+    trees = len(load_from_file(con, load_settings()).trees.roots)
     lines = con.execute("SELECT CAST(sale_time AS VARCHAR) AS sale_time, branch_id, item_code, unit_price, "
                         "customer_id FROM invoices ORDER BY line_id DESC LIMIT 31000").df()
     sales_sql.close(db)
@@ -186,7 +186,7 @@ def breakdown(db, bodies):
     schema, ours = model.metadata.get_input_schema(), model.unwrap_python_model()
     frames = [server._parse_json_data(b, model.metadata, schema).data for b in bodies]
     answers = [ours.predict(None, f) for f in frames]
-    assert set(answers[0]["source"]) == {"model"}, ours.deployment().reason  # the model answers, not the fallback
+    assert set(answers[0]["source"]) == {"model"}, ours.predictor.model().reason  # the model answers, not the fallback
     steps = {"whole request (in process)": lambda i: server.invocations(bodies[i], "application/json", model, schema),
              "JSON in": lambda i: server._parse_json_data(bodies[i], model.metadata, schema),
              "signature check": lambda i: _enforce_schema(frames[i], schema),

@@ -1,4 +1,5 @@
-"""The sales-sql command: a thin face over the library. Every outcome maps to one exit code (Contract, below)."""
+"""The sales-sql command: options and output over the library's calls (retrain also reads the data while MLflow
+starts, in a thread). Every outcome maps to one exit code (Contract, below; the codes and messages: errors.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,15 +12,7 @@ import duckdb
 from . import db
 from .config import load_settings
 from .loader import PRESETS, load_file, parse_mapping
-from .ops import cause
-
-# the exit-code contract of every command (docs/cli.md): schedulers branch on these three values alone
-DONE, FINDING, FAILED = 0, 1, 2
-
-
-class Finding(click.ClickException):
-    """What a command exists to report: drift found, the gate refused a version, doctor's WARN or FAIL."""
-    exit_code = FINDING
+from .errors import DONE, FAILED, FINDING, Finding, cause
 
 
 def step(text: str) -> None:
@@ -246,17 +239,20 @@ def predict(database, table, where, replace, batch_rows, memory_limit):
         click.echo(f"scored {done:,} of {total:,} lines", err=True)
 
     con = _open(database, memory_limit=memory_limit)
-    total, dep = score_into(con, _settings(), table, where, replace=replace, batch_rows=batch_rows,
-                            progress=progress)
-    answered = f"model v{dep.version}" if dep.source == "model" else f"the fallback heuristic ({dep.reason})"
+    total, model = score_into(con, _settings(), table, where, replace=replace, batch_rows=batch_rows,
+                              progress=progress)
+    answered = f"model v{model.version}" if model.source == "model" else f"the fallback heuristic ({model.reason})"
     click.echo(f"wrote {total:,} predictions to {table} from {answered}")
 
 
-def _days(value: str) -> int:
-    m = re.fullmatch(r"(\d+)d?", value.strip())
-    if not m or int(m.group(1)) < 1:
-        raise click.BadParameter(f"{value!r} is not a number of days; write it like 30d or 30")
-    return int(m.group(1))
+def _duration(value: str, unit: str, option: str, what: str) -> float:
+    """A length of time in `unit`s (s, m, h or d) from '30s', '5m', '1h', '30d', or a number of `unit`s; `what`
+    says what the option takes when the value is none of these."""
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    m = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([smhd]?)", value.strip().lower())
+    if not m:
+        raise click.BadParameter(f"{value!r} is not {what}", param_hint=option)
+    return float(m.group(1)) * seconds[m.group(2) or unit] / seconds[unit]
 
 
 format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
@@ -283,9 +279,14 @@ def drift(database, window, end, fmt, plot, no_save):
     from .monitor import check, plot as draw, save_report
 
     settings = _settings()
-    days = _days(window) if window else None
+    days = None
+    if window:
+        what = "a number of days; write it like 30d or 30"
+        days = _duration(window, "d", "--window", what)
+        if days < 1 or days != int(days):
+            raise click.BadParameter(f"{window!r} is not {what}", param_hint="--window")
     con = _open(database, read_only=no_save)
-    report = check(con, settings, window_days=days, end=end.date() if end else None, save=False)
+    report = check(con, settings, window_days=int(days) if days else None, end=end.date() if end else None, save=False)
     panels = 0
     if plot:
         step(f"writing the plot {plot}")
@@ -553,15 +554,12 @@ def pipeline(database, files, cutoff, force, wait, preset, allow_rejects, memory
 
     Example: sales-sql pipeline sales.duckdb incoming/2025-12-*.parquet --wait 5m
     """
-    from .ops import parse_duration, pipeline as run
+    from .ops import pipeline as run
 
     def say(message):
         click.echo(message, err=True)
 
-    try:
-        seconds = parse_duration(wait)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--wait") from None
+    seconds = _duration(wait, "s", "--wait", "a duration; write it like 30s, 5m or 1h")
     steps = run(database, files, _settings(), cutoff=cutoff, force=force, wait=seconds, models_dir=models_dir,
                 preset=preset, allow_rejects=allow_rejects, say=say, limit=lambda con: _limit(con, memory_limit))
     _findings(steps, fmt, ("step", "status"))

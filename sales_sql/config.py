@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from .definition import CLASSES, FEATURES, Definition  # noqa: F401  (CLASSES: its one place is the definition)
+from .definition import FEATURES, Definition
 
 
 def shipped(name: str):

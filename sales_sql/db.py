@@ -18,6 +18,7 @@ from .udfs import register_udfs
 # and register() keeps a reference to the user's connection so it cannot be collected.
 _anchors: dict[tuple[str, bool], duckdb.DuckDBPyConnection] = {}
 _registered: dict[int, duckdb.DuckDBPyConnection] = {}
+TRAINED_THROUGH = "trained_through_line_id"  # sales_sql_meta: the last line_id the latest retrain read
 
 
 def history_signature(settings: Settings) -> str:

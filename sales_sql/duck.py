@@ -1,5 +1,5 @@
 """DuckDB helpers that know nothing of sales_sql's connections: SQL text, quoting, transactions, lock errors, and
-the one query for the deployment that answers predictions."""
+the one query for the deployed row (the version that answers predictions)."""
 from __future__ import annotations
 
 import contextlib
@@ -82,10 +82,9 @@ def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
     return first_row(con, "SELECT current_setting('access_mode')")[0] == "read_only"
 
 
-def active_deployment(con: duckdb.DuckDBPyConnection, model_name: str, columns: str = "version", *,
-                      arrow: bool = False):
-    """The listed columns of the active row of deployed_models (the version predictions use), or None; as a
-    one-row Arrow table with `arrow` (a booster's bytes then reach Python without a copy per step)."""
+def deployed_row(con: duckdb.DuckDBPyConnection, model_name: str, columns: str = "version", *, arrow: bool = False):
+    """The listed columns of the deployed row (the active row of deployed_models: the version predictions use), or
+    None; as a one-row Arrow table with `arrow` (a booster's bytes then reach Python without a copy per step)."""
     sql = f"""SELECT {columns} FROM deployed_models WHERE status = 'active' AND model_name = ?
               ORDER BY deployment_id DESC LIMIT 1"""
     if arrow:

@@ -20,13 +20,13 @@ from numba import njit
 
 BRANCH_SEED = 1
 ITEM_SEED = 2
-_FNV_OFFSET = 0xCBF29CE484222325
-_FNV_PRIME = 0x100000001B3
+FNV_OFFSET = 0xCBF29CE484222325
+FNV_PRIME = 0x100000001B3
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _fmix64(h):
+def fmix64(h):
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
@@ -36,16 +36,16 @@ def _fmix64(h):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _fnv(h, off, data, r):
+def fnv(h, off, data, r):
     """FNV-1a-64 from state h over the bytes of string r of an Arrow column (offsets, data)."""
-    prime = np.uint64(_FNV_PRIME)
+    prime = np.uint64(FNV_PRIME)
     for k in range(off[r], off[r + 1]):
         h = (h ^ np.uint64(data[k])) * prime
     return h
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _same_bytes(data, s, e, ps, pe):
+def same_bytes(data, s, e, ps, pe):
     if e - s != pe - ps:
         return False
     for k in range(e - s):
@@ -64,10 +64,10 @@ def _column_hashes(offsets, data, valid, seed, out, present):
         s = np.int64(offsets[r])
         e = np.int64(offsets[r + 1])
         present[r] = valid[r] and e > s
-        if prev_s >= 0 and _same_bytes(data, s, e, prev_s, prev_e):
+        if prev_s >= 0 and same_bytes(data, s, e, prev_s, prev_e):
             out[r] = prev_h
             continue
-        h = _fmix64(_fnv(np.uint64(_FNV_OFFSET) ^ seed, offsets, data, r))
+        h = fmix64(fnv(np.uint64(FNV_OFFSET) ^ seed, offsets, data, r))
         out[r] = h
         prev_s, prev_e, prev_h = s, e, h
 
@@ -79,7 +79,7 @@ def _add_term(out, r, h, buckets):
 
 
 @njit(nogil=True, cache=True)
-def _hash_kernel(b_off, b_data, b_valid, i_off, i_data, i_valid, buckets, out):
+def hash_kernel(b_off, b_data, b_valid, i_off, i_data, i_valid, buckets, out):
     n = out.shape[0]
     hb = np.empty(n, np.uint64)
     hi = np.empty(n, np.uint64)
@@ -93,14 +93,14 @@ def _hash_kernel(b_off, b_data, b_valid, i_off, i_data, i_valid, buckets, out):
         if has_i[r]:
             _add_term(out, r, hi[r], buckets)
         if has_b[r] and has_i[r]:
-            _add_term(out, r, _fmix64(hb[r] * np.uint64(_GOLDEN) + hi[r]), buckets)
+            _add_term(out, r, fmix64(hb[r] * np.uint64(_GOLDEN) + hi[r]), buckets)
 
 
 _ALL_VALID = np.ones(4096, np.bool_)
 _EMPTY_DATA = np.zeros(1, np.uint8)
 
 
-def _string_buffers(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def string_buffers(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zero-copy (offsets, bytes, validity) of an Arrow string column."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
@@ -129,7 +129,7 @@ def hash_matrix(branch, item, buckets: int = 20) -> np.ndarray:
     if len(branch) != len(item):
         raise ValueError(f"branch has {len(branch)} rows but item has {len(item)}")
     out = np.zeros((len(branch), buckets), np.float32)
-    _hash_kernel(*_string_buffers(branch), *_string_buffers(item), buckets, out)
+    hash_kernel(*string_buffers(branch), *string_buffers(item), buckets, out)
     return out
 
 

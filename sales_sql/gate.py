@@ -14,7 +14,7 @@ from . import definition
 from .config import Settings
 from .definition import CLASSES
 from .duck import batches_of
-from .serving import MODEL, Deployment, Served, deployment
+from .serving import MODEL, Given, LoadedModel, Predictor, load
 
 BOOTSTRAP_ROUNDS = 4000
 BATCH_ROWS = 200_000
@@ -22,19 +22,19 @@ LINES = ("SELECT sale_time, branch_id, item_code, unit_price, customer_id, {labe
          "WHERE sale_day >= ? AND line_id <= ? ORDER BY line_id")
 
 
-def served(settings: Settings, index, unservable: str, version: int, raw: bytes, spec: dict) -> Deployment:
+def candidate(settings: Settings, index, unservable: str, version: int, raw: bytes, spec: dict) -> LoadedModel:
     """A registered version as the prediction functions would serve it from this file's history now; its `source` is
     MODEL when it can serve, else the fallback's cause (and `reason` says why)."""
-    return deployment(settings, index, unservable, version, json.dumps(spec), lambda: raw)
+    return load(settings, index, unservable, version, json.dumps(spec), lambda: raw)
 
 
-def predictions(con, settings: Settings, deployments: list[Deployment], cutoff, last_line_id: int):
+def predictions(con, settings: Settings, candidates: list[LoadedModel], cutoff, last_line_id: int):
     """(true class, [each deployment's predicted class]) of the usable lines from the day `cutoff` up to line
-    `last_line_id`, in line order, batch by batch through serving's predict (the features and trees of SQL)."""
+    `last_line_id`, in line order, batch by batch through serving's Predictor (the features and trees of SQL)."""
     label = definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)
     reader = con.cursor()
-    answering = [Served(dep, None) for dep in deployments]
-    truth, predicted = [], [[] for _ in deployments]
+    answering = [Predictor(Given(model)) for model in candidates]
+    truth, predicted = [], [[] for _ in candidates]
     try:
         rows = reader.sql(LINES.format(label=label), params=[cutoff, last_line_id]).to_arrow_reader(BATCH_ROWS)
         for rb in batches_of(rows, BATCH_ROWS):
@@ -79,4 +79,4 @@ def passes(figures: dict, require: str) -> bool:
     return figures["high"] >= 0 if require == "not_worse" else figures["low"] > 0
 
 
-__all__ = ["MODEL", "compare", "passes", "predictions", "served"]
+__all__ = ["MODEL", "candidate", "compare", "passes", "predictions"]

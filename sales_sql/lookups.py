@@ -23,7 +23,7 @@ from numba import njit
 
 from . import inputs
 from .definition import FIRST_DAY, LAST_DAY, Definition
-from .features import _FNV_OFFSET, _FNV_PRIME, _fmix64, _fnv, _hash_kernel, _same_bytes, _string_buffers
+from .features import FNV_OFFSET, FNV_PRIME, fmix64, fnv, hash_kernel, same_bytes, string_buffers
 
 log = logging.getLogger("sales_sql")
 
@@ -118,14 +118,14 @@ class Plan:
 @njit(nogil=True, cache=True, inline="always")
 def _seed(kind):
     """FNV-1a state after the kind's prefix byte."""
-    return (np.uint64(_FNV_OFFSET) ^ np.uint64(kind + 1)) * np.uint64(_FNV_PRIME)
+    return (np.uint64(FNV_OFFSET) ^ np.uint64(kind + 1)) * np.uint64(FNV_PRIME)
 
 
 @njit(nogil=True, cache=True)
 def _key_hashes(kind, offsets, data, out):
     """The hash of each key of history (two-part keys are stored as the view joins them, a || chr(31) || b)."""
     for r in range(out.shape[0]):
-        out[r] = _fmix64(_fnv(_seed(kind), offsets, data, r))
+        out[r] = fmix64(fnv(_seed(kind), offsets, data, r))
 
 
 @njit(nogil=True, cache=True)
@@ -175,7 +175,7 @@ def _lookups(day, ok, b_off, b_data, b_valid, i_off, i_data, i_valid, c_off, c_d
 
     A pass per kind keeps that kind's table in cache, and each pass has three loops (hash, probe, bisect) whose
     iterations do not wait for one another, so the memory reads of many rows are under way at once."""
-    sep, prime = np.uint64(31), np.uint64(_FNV_PRIME)
+    sep, prime = np.uint64(31), np.uint64(FNV_PRIME)
     n = day.shape[0]
     hashes, todo, lo, hi = np.empty(n, np.uint64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
     for kind in range(keys.shape[0]):
@@ -196,12 +196,12 @@ def _lookups(day, ok, b_off, b_data, b_valid, i_off, i_data, i_valid, c_off, c_d
                 prev_ok = False
                 continue
             s, e = np.int64(a_off[r]), np.int64(a_off[r + 1])
-            if prev_s < 0 or not _same_bytes(a_data, s, e, prev_s, prev_e):  # a branch or customer repeats
-                state = _fnv(_seed(kind), a_off, a_data, r)
+            if prev_s < 0 or not same_bytes(a_data, s, e, prev_s, prev_e):  # a branch or customer repeats
+                state = fnv(_seed(kind), a_off, a_data, r)
                 prev_s, prev_e = s, e
             same = prev_ok and day[r] == day[r - 1]
             prev_h = h
-            h = _fmix64(_fnv((state ^ sep) * prime, z_off, z_data, r) if two else state)
+            h = fmix64(fnv((state ^ sep) * prime, z_off, z_data, r) if two else state)
             prev_ok = True
             if same and h == prev_h:
                 rows[kind, r] = -2  # the lines of one invoice repeat their branch and customer: as the row before
@@ -402,7 +402,7 @@ def build(layout: Layout, con, folder) -> dict[str, np.ndarray]:
         i = 0
         for rb in reader:
             m, j = rb.num_rows, at + i
-            _key_hashes(kind_id, *_string_buffers(rb.column(0))[:2], hashes[i:i + m])
+            _key_hashes(kind_id, *string_buffers(rb.column(0))[:2], hashes[i:i + m])
             out["days"][j:j + m] = rb.column(1).to_numpy()
             for name in layout.row.names:
                 out["hist"][name][j:j + m] = rb.column(name).to_numpy(zero_copy_only=False)
@@ -452,7 +452,7 @@ class Batch:
         self.ok_price = ~inputs.not_a_price(price)  # NaN: given but no number (NULL: no price)
         self.ok = self.ok_day & self.ok_price
         self.index = index
-        self.keys = [_string_buffers(a) for a in (branch, item, customer)]  # in ARGUMENTS order
+        self.keys = [string_buffers(a) for a in (branch, item, customer)]  # in ARGUMENTS order
         self.rows = None
 
     def matrix(self, plan: Plan | dict) -> np.ndarray:
@@ -471,7 +471,7 @@ class Batch:
             _lookups(self.day[a:b], self.ok_day[a:b], *keys, index.layout.keys, index.tables, index.days, rows)
             if plan is not None:
                 hashed = np.zeros((b - a, len(plan.hashed)), np.float32)  # features.py's hashed terms
-                _hash_kernel(*keys[:6], hashed.shape[1], hashed)
+                hash_kernel(*keys[:6], hashed.shape[1], hashed)
                 _fill(self.day[a:b], self.hour[a:b], self.price[a:b], index.days, index.f32, index.f64, index.divisor, hashed,
                       plan.calendar, plan.unit_price, plan.ratios, plan.stats, plan.hashed, rows, out[a:b])
 

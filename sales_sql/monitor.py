@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import Settings
-from .duck import active_deployment, first_row, is_read_only, quote_literal, sql_text, transaction
+from .duck import deployed_row, first_row, is_read_only, quote_literal, sql_text, transaction
 
 BASELINE_ROWS = 100_000
 TOP_CATEGORIES = 20
@@ -67,12 +67,22 @@ class DriftReport:
         return [r for r in self.rows if r["is_drift"]]
 
 
+def drift_values(settings: Settings, version: int, metrics: dict) -> dict:
+    """What sql/drift.sql is filled in with (on either engine): the model and version whose baseline the window is
+    compared with, its test-slice metrics (NULL when unknown), the thresholds and the family-wise level."""
+    return {"model_name": quote_literal(settings.model_name), "version": int(version),
+            **{k: float(metrics[k]) if k in metrics else "NULL" for k in ("accuracy", "macro_f1")},
+            "top": TOP_CATEGORIES, "ks_threshold": float(settings.ks_effect_threshold),
+            "chi2_threshold": float(settings.chi2_effect_threshold), "alpha": float(settings.drift_alpha),
+            "performance_drop": float(settings.performance_drop)}
+
+
 def check(con, settings: Settings, *, window_days: int | None = None, end: dt.date | None = None,
           window_sql: str | None = None, save: bool = True) -> DriftReport:
     """Run sql/drift.sql on a window of usable lines (the `window_days` days up to `end`, default: up to the
     latest sale) or on the lines of `window_sql`, against the production model's baseline; append the rows
     to drift_report unless `save` is False or the connection is read-only."""
-    row = active_deployment(con, settings.model_name)
+    row = deployed_row(con, settings.model_name)
     if row is None:
         raise DriftError(f"no production model {settings.model_name!r} is deployed in this database; drift is "
                          "measured against the production model's training baseline: run `sales-sql promote`")
@@ -99,11 +109,7 @@ def check(con, settings: Settings, *, window_days: int | None = None, end: dt.da
     validation = json.loads(first_row(con, """SELECT metrics FROM deployed_models WHERE model_name = ? AND version = ?
                                              ORDER BY deployment_id DESC LIMIT 1""",
                                       [settings.model_name, version])[0])
-    sql = sql_text("drift", settings, model_name=quote_literal(settings.model_name), version=int(version),
-                   **{k: float(validation[k]) if k in validation else "NULL" for k in ("accuracy", "macro_f1")},
-                   top=TOP_CATEGORIES, ks_threshold=float(settings.ks_effect_threshold),
-                   chi2_threshold=float(settings.chi2_effect_threshold), alpha=float(settings.drift_alpha),
-                   performance_drop=float(settings.performance_drop))
+    sql = sql_text("drift", settings, **drift_values(settings, version, validation))
     rows = [dict(zip(COLUMNS, r)) for r in con.execute(sql).fetchall()]
     report = DriftReport(None, start, end, version, rows)
     if save:

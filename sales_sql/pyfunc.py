@@ -15,17 +15,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import threading
+import tempfile
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import mlflow
 import pyarrow as pa
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
+from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
-from . import inputs
+from . import __version__, duck, inputs, serving
+from .config import load_settings
+from .trees import Trees
 
 DATABASE_ENV = "SALES_SQL_DATABASE"
 OUTPUT = ("label", "p_low", "p_medium", "p_high", "source", "model_version")
@@ -37,72 +44,64 @@ def bad_input(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
+class Artifacts(serving.ModelSource):
+    """A logged version's artifacts (booster, spec, checked trees, its number) over the history of a database file,
+    re-read only when the file changed; without a database, the fallback says so."""
+
+    def __init__(self, booster: Path, spec_text: str, trees: Path | None, version: int | None, database: str | None):
+        self.booster, self.spec_text, self.trees, self.version, self.database = (booster, spec_text, trees, version,
+                                                                                 database)
+
+    def stamp(self):
+        return _stamp(self.database)
+
+    def load(self, settings) -> serving.LoadedModel:
+        if self.database is None:
+            return serving.LoadedModel(serving.NO_DATABASE, None, serving.no_history(settings.definition),
+                                       f"no database to read history from: set model_config {{'database': PATH}} "
+                                       f"or ${DATABASE_ENV}")
+        try:
+            con = duckdb.connect(self.database, read_only=True)
+        except duckdb.Error as e:
+            if duck.lock_holder(e):
+                raise serving.Busy(self.version, e) from None  # a load is writing the file: the history read last
+            return serving.read_failed(self.version, e)  # not kept: the next call tries again
+        try:
+            index, why = serving.history_index(con, settings.definition)
+        except Exception as e:  # noqa: BLE001  as serving.load_from_file
+            return serving.read_failed(self.version, e)
+        finally:
+            con.close()
+        return serving.load(settings, index, why, self.version, self.spec_text, self.booster.read_bytes, self.trees)
+
+    def booster_bytes(self, settings) -> bytes:
+        return self.booster.read_bytes()
+
+
 class InvoiceLines(PythonModel):
     """The pyfunc: artifacts `booster` (UBJSON), `spec` (the feature spec) and, when the trees compiled, `trees` (the
     checked compiled trees); model_config `database` (else $SALES_SQL_DATABASE) and `config` (a settings file, else
     $SALES_SQL_CONFIG, else the shipped defaults)."""
 
     def load_context(self, context):
-        from .config import load_settings
-
         config = context.model_config or {}
         self.settings = load_settings(config.get("config") or None)
-        self.database = config.get("database") or os.environ.get(DATABASE_ENV)
-        self.booster = Path(context.artifacts["booster"])
-        self.spec_text = Path(context.artifacts["spec"]).read_text(encoding="utf-8")
-        marked = self.booster.parents[1] / VERSION_FILE  # the model's folder: mark_version() wrote it there
-        self.version = int(json.loads(marked.read_text())["version"]) if marked.is_file() else None
-        self.trees = Path(context.artifacts["trees"]) if "trees" in context.artifacts else None
+        booster = Path(context.artifacts["booster"])
+        marked = booster.parents[1] / VERSION_FILE  # the model's folder: mark_version() wrote it there
+        source = Artifacts(booster, Path(context.artifacts["spec"]).read_text(encoding="utf-8"),
+                           Path(context.artifacts["trees"]) if "trees" in context.artifacts else None,
+                           int(json.loads(marked.read_text())["version"]) if marked.is_file() else None,
+                           config.get("database") or os.environ.get(DATABASE_ENV))
+        self.predictor = serving.Predictor(source, self.settings)
         # sales-sql serve refuses a request with a bad line (HTTP 400); in Python and Spark a bad line answers NULL
         # with its source, as in SQL: a query never dies on one line
         self.refuse = False
-        self._dep, self._stamp, self._lock = None, None, threading.Lock()
-
-    def deployment(self):
-        """The version over the database's current history, re-read only when the file changed."""
-        from . import duck, serving
-        from .lookups import HistoryIndex, Layout
-
-        stamp = _stamp(self.database)
-        if self._dep is not None and stamp == self._stamp:
-            return self._dep
-        with self._lock:
-            if self._dep is not None and stamp == self._stamp:
-                return self._dep
-            spec = self.spec_text
-            if self.database is None:
-                index = HistoryIndex(Layout.of(self.settings.definition))
-                dep = serving.Deployment(serving.NO_DATABASE, None, index, duck.generation,
-                                         f"no database to read history from: set model_config {{'database': PATH}} "
-                                         f"or ${DATABASE_ENV}")
-            else:
-                import duckdb
-
-                try:
-                    con = duckdb.connect(self.database, read_only=True)
-                except duckdb.Error as e:
-                    if duck.lock_holder(e) and self._dep is not None:
-                        return self._dep  # a load is writing the file: the history read last, until it is done
-                    return serving.read_failed(self.version, e)  # not kept: the next call tries again
-                try:
-                    index, why = serving.history_index(con, self.settings.definition)
-                except Exception as e:  # noqa: BLE001  as serving.load_deployment
-                    return serving.read_failed(self.version, e)
-                finally:
-                    con.close()
-                dep = serving.deployment(self.settings, index, why, self.version, spec, self.booster.read_bytes,
-                                         self.trees)
-            if dep.source != serving.READ_FAILED:
-                self._dep, self._stamp = dep, stamp
-            return dep
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         # the type hint: MLflow's own check of the input stays the signature's, and it no longer warns on each load
-        from .serving import Served, columns
-
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         args = [_column(frame, field, self.settings.time_zone, self.refuse) for field in inputs.NAMES]
-        out = columns(*Served(self.deployment(), self.booster.read_bytes).predict(*args))
+        out = serving.columns(*self.predictor.predict(*args))
         # a column with gaps holds None there, not NaN: JSON has no NaN (a strict parser refuses the whole answer)
         return pd.DataFrame({name: pd.Series(a.to_pylist(), dtype=object) if a.null_count else
                              a.to_numpy(zero_copy_only=False) for name, a in zip(OUTPUT, out)})
@@ -183,8 +182,6 @@ def _shown(v) -> str:
 def mark_version(client, model_id: str, version: int) -> None:
     """Write the registered version's number into the logged model's folder, where the pyfunc reads it: the number
     exists only once the model is registered, after its artifacts were written."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / VERSION_FILE
         path.write_text(json.dumps({"version": int(version)}))
@@ -195,23 +192,12 @@ def log_model(booster_raw: bytes, spec: dict):
     """Log the pyfunc of a booster into the active MLflow run (registry.register_version registers it): the booster, its spec and its
     checked compiled trees as artifacts, a signature and an input example of raw invoice lines, and as its code
     mlflow_model.py (InvoiceLines from the installed sales_sql; nothing pickled)."""
-    import tempfile
-
-    import mlflow
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-    from mlflow.types.schema import AnyType
-
-    from . import __version__
-    from .serving import booster_of
-    from .trees import Trees
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "booster.ubj").write_bytes(booster_raw)
         (folder / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         artifacts = {"booster": str(folder / "booster.ubj"), "spec": str(folder / "spec.json")}
-        trees = Trees.of(booster_of(booster_raw))
+        trees = Trees.of(serving.booster_of(booster_raw))
         if trees is not None:
             (folder / "trees").mkdir()
             trees.save(folder / "trees")

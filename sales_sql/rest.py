@@ -68,10 +68,10 @@ def check(database: str, settings: Settings, version: str):
     except Exception as e:  # noqa: BLE001  any failure to load is a reason not to start, in one line
         raise ServeError(f"version {found.version} of {settings.model_name!r} does not load: "
                          f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
-    dep = model.unwrap_python_model().deployment()
-    if dep.source != MODEL:
-        raise ServeError(f"version {found.version} would not answer from the model but from {dep.source}: "
-                         f"{dep.reason}")
+    loaded = model.unwrap_python_model().predictor.model()
+    if loaded.source != MODEL:
+        raise ServeError(f"version {found.version} would not answer from the model but from {loaded.source}: "
+                         f"{loaded.reason}")
     return model
 
 
@@ -94,10 +94,10 @@ def application(model):
     @app.get("/ready")
     async def ready():
         """200 while the model answers; 503 with the fallback's cause while it does not (e.g. the file unreadable)."""
-        dep = await asyncio.to_thread(lines.deployment)
-        serving = dep.source == MODEL
-        body = {"ready": serving, "source": dep.source, "model_version": dep.version if serving else None,
-                "reason": dep.reason or None}
+        loaded = await asyncio.to_thread(lines.predictor.model)
+        serving = loaded.source == MODEL
+        body = {"ready": serving, "source": loaded.source, "model_version": loaded.version if serving else None,
+                "reason": loaded.reason or None}
         return Response(json.dumps(body), status_code=200 if serving else 503, media_type="application/json")
 
     return Requests(app)

@@ -7,7 +7,7 @@ import pyarrow as pa
 
 from .config import Settings
 from .duck import batches_of, first_row, quote_ident
-from .serving import Deployment, Predictor, columns
+from .serving import DatabaseFile, LoadedModel, Predictor, columns
 
 SCORED = pa.schema([("line_id", pa.int64()), ("label", pa.string()), ("p_low", pa.float64()),
                     ("p_medium", pa.float64()), ("p_high", pa.float64()), ("source", pa.string()),
@@ -35,13 +35,13 @@ def scoring_query(where: str | None) -> str:
 
 
 def score_into(con, settings: Settings, table: str, where: str | None = None, *, replace: bool = False,
-               batch_rows: int = 100_000, progress=None) -> tuple[int, Deployment]:
+               batch_rows: int = 100_000, progress=None) -> tuple[int, LoadedModel]:
     """Write one row of predictions per matching invoice line into `table` in one statement (all or nothing).
 
-    Lines stream through in batches of `batch_rows` (DuckDB's Arrow reader), each predicted by one
-    multi-threaded XGBoost call, so memory stays flat however many lines match.
+    Lines stream through in batches of `batch_rows` (DuckDB's Arrow reader), each predicted by the predictor of
+    the file's deployed model (the compiled trees, split over the cores), so memory stays flat however many lines
+    match. Returns the lines scored and the model that answered (or the fallback).
     """
-    
     if batch_rows < 1:
         raise ScoreError(f"--batch-rows {batch_rows} must be at least 1 (lines per prediction batch)")
     sql = scoring_query(where)
@@ -52,8 +52,8 @@ def score_into(con, settings: Settings, table: str, where: str | None = None, *,
         total = first_row(con, f"SELECT count(*) FROM ({sql})")[0]
     except duckdb.Error as e:
         raise ScoreError(f"--where {where!r} does not work on invoices: {str(e).splitlines()[0]}") from None
-    predictor = Predictor(con, settings)
-    dep = predictor.deployment()
+    predictor = Predictor(DatabaseFile(con), settings)
+    model = predictor.model()
     reader = con.cursor()
     failed = []  # what stopped the batches: raised as it is, not as the DuckDB error that wraps its traceback
 
@@ -80,4 +80,4 @@ def score_into(con, settings: Settings, table: str, where: str | None = None, *,
     finally:
         con.unregister("_sales_sql_scored")
         reader.close()
-    return total, dep
+    return total, model

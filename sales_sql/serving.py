@@ -1,12 +1,13 @@
-"""Predictions over the deployed model: the booster and its feature spec read from the database file (or the
-documented fallback, with its cause), features from lookups.py, the compiled trees (trees.py) or XGBoost's predictor,
-and explanations.
+"""Predictions from a model source: one predictor (serving.Predictor) answers predict_sales wherever the model comes
+from: the database file (DatabaseFile, here: DuckDB's UDFs, bulk scoring, the gate), a pyfunc's artifacts
+(pyfunc.Artifacts: MLflow's load_model, REST, spark_udf) or a Spark bundle (spark.Bundle: Spark's SQL functions). A
+source says when what it serves changed (stamp) and loads it (load: the booster and its feature spec, or the documented
+fallback with its cause); the predictor keeps the loaded model until the stamp moves, and gives features from
+lookups.py, the compiled trees (trees.py) or XGBoost's predictor, and explanations.
 
 Nothing here imports MLflow. XGBoost (2 s and 0.1 GB with the scikit-learn it imports; UCI's booster takes 0.25 GB
 more) is imported only to check a model's compiled trees once per file (_checked), to explain, or to answer where the
 trees do not compile.
-The model and the history index are loaded on a connection's first prediction, once per process and database, and
-again after a load, promote, rollback or register in this process (invalidate()).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,12 +25,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from . import definition, duck
+from . import trees as trees_module
 from .config import Settings
-from . import definition
 from .definition import CLASSES, FEATURES, Definition, readable
-from . import duck
-from .duck import active_deployment, invalidate  # noqa: F401  (invalidate: also sales_sql.serving's)
-from .lookups import SPLIT_ROWS, Batch, HistoryIndex, Layout, LayoutError, Plan, write_folder
+from .duck import deployed_row
+from .lookups import SPLIT_ROWS, Batch, HistoryIndex, Layout, LayoutError, Plan, index_folder, write_folder
 from .structs import EXPLANATION, PROBA
 from .trees import Trees
 
@@ -49,17 +51,19 @@ _CLASS_NAMES = pa.array(CLASSES)
 _SOURCE_NAMES = pa.array(SOURCES)
 
 @dataclass
-class Deployment:
+class LoadedModel:
+    """A model version as a predictor serves it (the one name for it: the database's row is the deployed row, and
+    promote deploys), or the fallback that answers instead, with its cause."""
     source: str                         # MODEL or a fallback cause
     version: int | None
     index: HistoryIndex
-    generation: int
     reason: str = ""                    # why the fallback answers (empty for MODEL)
     booster: xgb.Booster | None = None  # all cores (None when the checked trees answer: explain loads it)
     single: xgb.Booster | None = None   # the model on one thread, for calls side by side (without trees only)
     trees: Trees | None = None          # the same model compiled (trees.py); None: XGBoost's predictor answers
     spec: dict | None = None
     plan: Plan | None = None            # where the kernels put each feature of the spec
+    slow: str = ""                      # why the compiled trees do not answer the model (XGBoost's predictor does)
 
 
 def why(e: BaseException) -> str:
@@ -67,10 +71,15 @@ def why(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
 
 
-def read_failed(version, e: BaseException) -> Deployment:
+def read_failed(version, e: BaseException) -> LoadedModel:
     """The fallback while the history or the model cannot be read (I/O, memory): not kept, tried again next call."""
-    return Deployment(READ_FAILED, version, HistoryIndex(Layout.of(FEATURES)), duck.generation,
-                      f"the history or the deployed model could not be read ({why(e)}); the next call tries again")
+    return LoadedModel(READ_FAILED, version, HistoryIndex(Layout.of(FEATURES)),
+                       f"the history or the deployed model could not be read ({why(e)}); the next call tries again")
+
+
+def no_history(definition: Definition) -> HistoryIndex:
+    """The empty history index of the definition (look-ups find nothing): a source without a database."""
+    return HistoryIndex(Layout.of(definition))
 
 
 def history_index(con, definition: Definition) -> tuple[HistoryIndex, str]:
@@ -87,27 +96,16 @@ def checked_name(digest: str) -> str:
     """The name of the folder that holds the compiled Trees of the booster whose bytes have this md5, once they gave
     XGBoost's own answers (with this trees.py and this XGBoost): with it, later processes serve the model from those
     files, memory-mapped, without reading the booster or importing XGBoost (together 0.4 GB for a large model)."""
-    from importlib.util import find_spec
-
-    from . import trees
-
     key = hashlib.sha256(digest.encode())  # XGBoost's version from its package (xgboost or xgboost-cpu), unimported
-    for part in (Path(trees.__file__).read_bytes(), (Path(find_spec("xgboost").origin).parent / "VERSION").read_bytes()):
+    for part in (Path(trees_module.__file__).read_bytes(),
+                 (Path(find_spec("xgboost").origin).parent / "VERSION").read_bytes()):
         key.update(hashlib.sha256(part).digest())
     return f"compiled-{key.hexdigest()[:20]}"
 
 
-def _checked(con, digest: str) -> Path | None:
-    """The checked trees' folder beside the database (FILE.index/); None for an in-memory database."""
-    from .lookups import index_folder
-
-    folder = index_folder(con)
-    return None if folder is None else folder / checked_name(digest)
-
-
 def booster_of(raw) -> xgb.Booster:
-    """An XGBoost booster from deployed_models' bytes, on every core."""
-    import xgboost as xgb
+    """An XGBoost booster from a booster's UBJSON bytes, on every core."""
+    import xgboost as xgb  # 2 s: only where the compiled trees are not checked yet, or to explain
 
     booster = xgb.Booster()
     booster.load_model(bytearray(raw))
@@ -115,36 +113,19 @@ def booster_of(raw) -> xgb.Booster:
     return booster
 
 
-def load_deployment(con, settings: Settings) -> Deployment:
-    """The active deployed model of this database, or the fallback with its cause. Nothing about the model or the
-    features fails here: any error becomes a fallback whose reason says what happened."""
-    try:
-        index, unservable = history_index(con, settings.definition)
-        row = active_deployment(con, settings.model_name, "version, md5(booster) AS digest, feature_spec", arrow=True)
-    except duckdb.CatalogException:
-        return Deployment(NO_MODEL, None, HistoryIndex(Layout.of(FEATURES)), duck.generation,
-                          "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
-    except Exception as e:  # noqa: BLE001  I/O or memory while reading: the fallback now, the model again next call
-        return read_failed(None, e)
-    if row is None:
-        return deployment(settings, index, unservable)
-    return deployment(settings, index, unservable, row["version"][0].as_py(), row["feature_spec"][0].as_py(),
-                      lambda: active_deployment(con, settings.model_name, "booster", arrow=True)["booster"][0]
-                      .as_buffer(), _checked(con, row["digest"][0].as_py()))
-
-
-def deployment(settings: Settings, index: HistoryIndex, unservable: str = "", version: int | None = None,
-               spec_text: str | None = None, read_booster=None, checked: Path | None = None) -> Deployment:
+def load(settings: Settings, index: HistoryIndex, unservable: str = "", version: int | None = None,
+         spec_text: str | None = None, read_booster=None, checked: Path | None = None) -> LoadedModel:
     """A model version (its spec's JSON and a function that reads its booster's bytes; `checked`: its checked
     trees' folder, read when it exists and written when not) over a history index, or the fallback with its cause
-    (no version: NO_MODEL). Both engines' predictions come from here."""
+    (no version: NO_MODEL). Every source loads through here. Nothing about the model or the features fails here: any
+    error becomes a fallback whose reason says what happened."""
     if unservable:
-        return Deployment(UNSERVABLE, version, index, duck.generation,
-                          f"the prediction kernels cannot serve the feature definition ({unservable}); the fallback "
-                          "answers without history")
+        return LoadedModel(UNSERVABLE, version, index,
+                           f"the prediction kernels cannot serve the feature definition ({unservable}); the fallback "
+                           "answers without history")
     if spec_text is None:
-        return Deployment(NO_MODEL, None, index, duck.generation,
-                          f"no model {settings.model_name!r} is deployed in this database; run `sales-sql promote`")
+        return LoadedModel(NO_MODEL, None, index,
+                           f"no model {settings.model_name!r} is deployed in this database; run `sales-sql promote`")
     trees = booster = None
     try:
         spec = json.loads(spec_text)
@@ -157,94 +138,190 @@ def deployment(settings: Settings, index: HistoryIndex, unservable: str = "", ve
         if features != len(spec["features"]):
             raise ValueError(f"the booster has {features} features, its spec {len(spec['features'])}")
     except (ValueError, KeyError, TypeError) as e:  # XGBoostError is a ValueError
-        return Deployment(UNREADABLE, version, index, duck.generation,
-                          f"the deployed model v{version} cannot be read ({str(e).splitlines()[0][:200]}); "
-                          "promote a version again with `sales-sql promote`")
+        return LoadedModel(UNREADABLE, version, index,
+                           f"the deployed model v{version} cannot be read ({str(e).splitlines()[0][:200]}); "
+                           "promote a version again with `sales-sql promote`")
     except Exception as e:  # noqa: BLE001  OSError, MemoryError, duckdb.Error: may pass
         return read_failed(version, e)
     current = definition.spec(settings.definition, settings.low_max, settings.medium_max, settings.buckets)
     if spec != current:
         differ = sorted(k for k in current if spec.get(k) != current[k])
-        return Deployment(MISMATCH, version, index, duck.generation,
-                          f"the deployed model v{version} was trained with a different feature spec ({', '.join(differ)} "
-                          "differ from the current settings and feature definition); retrain and promote a new version")
+        return LoadedModel(MISMATCH, version, index,
+                           f"the deployed model v{version} was trained with a different feature spec ({', '.join(differ)} "
+                           "differ from the current settings and feature definition); retrain and promote a new version")
     try:
         plan = index.layout.plan(spec)
     except Exception as e:  # noqa: BLE001  never a failed query: the fallback answers, saying why
-        return Deployment(UNSERVABLE, version, index, duck.generation,
-                          f"the prediction kernels cannot serve the features of v{version}: {e}")
-    single = None
+        return LoadedModel(UNSERVABLE, version, index,
+                           f"the prediction kernels cannot serve the features of v{version}: {e}")
+    single, slow = None, ""
     if trees is None:
-        trees = Trees.of(booster)
+        trees, slow = Trees.compile(booster)
         if trees is not None and checked is not None:  # no folder: the next process checks again
-            write_folder(checked, trees.save, lambda old: old.name.startswith("compiled-"))
+            failed = write_folder(checked, trees.save, lambda old: old.name.startswith("compiled-"))
+            if failed:
+                log.warning("the checked trees cannot be written beside the database (%s); the next process checks "
+                            "them again", failed)
         elif trees is None:  # without the compiled trees, a copy of the model on one thread (a second copy in memory)
+            log.warning("sales_sql predicts with XGBoost's own predictor: %s", slow)
             single = booster.copy()
             single.set_param({"nthread": 1})
-    return Deployment(MODEL, version, index, duck.generation, booster=booster, single=single, trees=trees, spec=spec,
-                      plan=plan)
+    return LoadedModel(MODEL, version, index, booster=booster, single=single, trees=trees, spec=spec, plan=plan,
+                       slow=slow)
+
+
+# ---- where a model comes from -------------------------------------------------------------------------------
+
+class Busy(Exception):
+    """A source's file is being written by another process just now: the predictor keeps the model it read last
+    (saying so), or answers READ_FAILED when it has none."""
+
+    def __init__(self, version, cause: BaseException):
+        super().__init__(str(cause))
+        self.version, self.cause = version, cause
+
+
+class ModelSource:
+    """Where a model and its history come from. stamp(): changes when what load() would read changed (the predictor
+    loads again then); load(settings): the LoadedModel (serving.load) or its fallback, raising only Busy;
+    booster_bytes(): the booster's UBJSON (explanations need XGBoost's own contributions)."""
+
+    def stamp(self):
+        return None
+
+    def load(self, settings: Settings) -> LoadedModel:
+        raise NotImplementedError
+
+    def booster_bytes(self, settings: Settings) -> bytes:
+        raise NotImplementedError
+
+
+class DatabaseFile(ModelSource):
+    """The model deployed in a DuckDB database file (its deployed row), over the file's history; loaded again after a
+    load, promote, rollback or register in this process (duck.invalidate)."""
+
+    def __init__(self, con):
+        self.con = con
+
+    def stamp(self):
+        return duck.generation
+
+    def load(self, settings: Settings) -> LoadedModel:
+        cur = self.con.cursor()
+        try:
+            return load_from_file(cur, settings)
+        finally:
+            cur.close()
+
+    def booster_bytes(self, settings: Settings) -> bytes:
+        cur = self.con.cursor()
+        try:
+            return deployed_row(cur, settings.model_name, "booster")[0]
+        finally:
+            cur.close()
+
+
+def load_from_file(con, settings: Settings) -> LoadedModel:
+    """The model deployed in con's database file, or the fallback with its cause."""
+    try:
+        index, unservable = history_index(con, settings.definition)
+        row = deployed_row(con, settings.model_name, "version, md5(booster) AS digest, feature_spec", arrow=True)
+    except duckdb.CatalogException:
+        return LoadedModel(NO_MODEL, None, HistoryIndex(Layout.of(FEATURES)),
+                           "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
+    except Exception as e:  # noqa: BLE001  I/O or memory while reading: the fallback now, the model again next call
+        return read_failed(None, e)
+    if row is None:
+        return load(settings, index, unservable)
+    return load(settings, index, unservable, row["version"][0].as_py(), row["feature_spec"][0].as_py(),
+                lambda: deployed_row(con, settings.model_name, "booster", arrow=True)["booster"][0].as_buffer(),
+                _checked(con, row["digest"][0].as_py()))
+
+
+def _checked(con, digest: str) -> Path | None:
+    """The checked trees' folder beside the database (FILE.index/); None for an in-memory database."""
+    folder = index_folder(con)
+    return None if folder is None else folder / checked_name(digest)
+
+
+class Given(ModelSource):
+    """A model loaded already (the versions the gate compares)."""
+
+    def __init__(self, model: LoadedModel, read_booster=None):
+        self.model, self.read_booster = model, read_booster
+
+    def load(self, settings: Settings) -> LoadedModel:
+        return self.model
+
+    def booster_bytes(self, settings: Settings) -> bytes:
+        return self.read_booster()
 
 
 class Predictor:
-    """Answers predict_sales for one registered connection; loads the deployment lazily, once per generation."""
+    """Answers predict_sales from a model source: loads its model on first use and again whenever the source's stamp
+    moves (a failed read is never kept: the next call tries again), says once per cause when a fallback answers.
+    DuckDB calls it from several threads at once."""
 
-    def __init__(self, con, settings: Settings):
-        self.con, self.settings = con, settings
-        self._deployment: Deployment | None = None
+    def __init__(self, source: ModelSource, settings: Settings | None = None):
+        self.source, self.settings = source, settings
+        self._model: LoadedModel | None = None
+        self._stamp = None
         self._lock = threading.Lock()
-        self._active = 0  # calls running now (DuckDB calls a UDF from several threads at once)
+        self._active = 0  # calls running now
         self._warned: set[str] = set()
 
-    def deployment(self) -> Deployment:
-        dep = self._deployment
-        if dep is not None and dep.generation == duck.generation and dep.source != READ_FAILED:
-            return dep
+    def model(self) -> LoadedModel:
+        stamp = self.source.stamp()
+        found = self._model
+        if found is not None and self._stamp == stamp:
+            return found
         with self._lock:
-            dep = self._deployment
-            if dep is None or dep.generation != duck.generation or dep.source == READ_FAILED:
-                cur = self.con.cursor()
-                try:
-                    self._deployment = load_deployment(cur, self.settings)
-                finally:
-                    cur.close()
-                dep = self._deployment
-                if dep.source != MODEL and dep.reason not in self._warned:
-                    self._warned.add(dep.reason)
-                    log.warning("sales_sql predictions use the fallback heuristic: %s", dep.reason)
-            return self._deployment
+            if self._model is not None and self._stamp == stamp:
+                return self._model
+            try:
+                found = self.source.load(self.settings)
+            except Busy as e:
+                if self._model is not None:
+                    self._say(f"the file is being written ({why(e.cause)}); the history read before answers until "
+                              "it is done")
+                    return self._model
+                found = read_failed(e.version, e.cause)
+            if found.source != MODEL:
+                self._say(found.reason)
+            if found.source != READ_FAILED:
+                self._model, self._stamp = found, stamp
+            return found
 
-    def booster_bytes(self) -> bytes:
-        cur = self.con.cursor()
-        try:
-            return active_deployment(cur, self.settings.model_name, "booster")[0]
-        finally:
-            cur.close()
+    def _say(self, reason: str) -> None:
+        if reason not in self._warned:
+            self._warned.add(reason)
+            log.warning("sales_sql predictions use the fallback heuristic: %s", reason)
 
     def predict(self, day, branch, item, price, customer):
         """(class index per row or -1, probabilities float32 (n, 3), source index per row, model version or None,
         the Batch)."""
-        dep = self.deployment()
+        model = self.model()
         with self._lock:
             self._active += 1
         try:
-            batch = Batch(dep.index, day, branch, item, price, customer)
-            if dep.source == MODEL:
-                X = batch.matrix(dep.plan)
-                if dep.trees is not None:  # DuckDB's calls run side by side; a bulk batch splits over the cores
-                    proba = dep.trees.proba(X, (os.cpu_count() or 1) if batch.n >= SPLIT_ROWS else 1)
+            batch = Batch(model.index, day, branch, item, price, customer)
+            if model.source == MODEL:
+                X = batch.matrix(model.plan)
+                if model.trees is not None:  # DuckDB's calls run side by side; a bulk batch splits over the cores
+                    proba = model.trees.proba(X, (os.cpu_count() or 1) if batch.n >= SPLIT_ROWS else 1)
                 else:  # a call alone (one row, or the last batches) uses every core; calls side by side one each
-                    proba = (dep.booster if self._active == 1 else dep.single).inplace_predict(X)
+                    proba = (model.booster if self._active == 1 else model.single).inplace_predict(X)
             else:
                 proba = batch.heuristic()
         finally:
             with self._lock:
                 self._active -= 1
-        source = SOURCES.index(dep.source)
+        source = SOURCES.index(model.source)
         label = proba.argmax(axis=1)  # ties go to the lower class
         label[~batch.ok] = -1  # no answer without a sale time, or with a price that is no number
         sources = np.where(batch.ok_day, np.where(batch.ok_price, source, SOURCES.index(INVALID_PRICE)),
                            SOURCES.index(INVALID_DATE)).astype(np.int8)
-        return label, proba, sources, dep.version if dep.source == MODEL else None, batch
+        return label, proba, sources, model.version if model.source == MODEL else None, batch
 
     def class_arrow(self, day, branch, item, price, customer) -> pa.DictionaryArray:
         label = self.predict(day, branch, item, price, customer)[0].astype(np.int8)
@@ -257,27 +334,30 @@ class Predictor:
         return pa.StructArray.from_arrays([label, proba, source, version],
                                           names=["label", "proba", "source", "model_version"])
 
+    def proba_arrow(self, *args) -> pa.StructArray:
+        return self.predict_arrow(*args).field("proba")
+
     def explain_arrow(self, day, branch, item, price, customer) -> pa.ListArray:
         """Top contributions (XGBoost pred_contribs, log-odds of the predicted class) per row; hashed buckets
         are summed into one entry. Empty for fallback rows, NULL for invalid dates."""
-        import xgboost as xgb
+        import xgboost as xgb  # contributions are XGBoost's own
 
-        dep = self.deployment()
-        batch = Batch(dep.index, day, branch, item, price, customer)
+        model = self.model()
+        batch = Batch(model.index, day, branch, item, price, customer)
         out = [None if not ok else [] for ok in batch.ok]
-        if dep.source == MODEL and batch.ok.any():
-            if dep.booster is None:  # the checked trees answer predictions; contributions need XGBoost
-                dep.booster = booster_of(self.booster_bytes())
-            X = batch.matrix(dep.plan)
-            names = dep.spec["features"]
+        if model.source == MODEL and batch.ok.any():
+            if model.booster is None:  # the checked trees answer predictions; contributions need XGBoost
+                model.booster = booster_of(self.source.booster_bytes(self.settings))
+            X = batch.matrix(model.plan)
+            names = model.spec["features"]
             # a DMatrix refuses inf (inplace_predict takes it); the largest float splits every tree the same way
             big = np.finfo(np.float32).max
             finite = np.nan_to_num(X, nan=np.nan, posinf=big, neginf=-big)
-            contribs = dep.booster.predict(xgb.DMatrix(finite, feature_names=names), pred_contribs=True)
-            label = dep.booster.inplace_predict(X).argmax(axis=1)
+            contribs = model.booster.predict(xgb.DMatrix(finite, feature_names=names), pred_contribs=True)
+            label = model.booster.inplace_predict(X).argmax(axis=1)
             hashed = [j for j, f in enumerate(names) if f.startswith("hashed_")]
             plain = [j for j, f in enumerate(names) if not f.startswith("hashed_")]
-            labels = [readable(dep.index.layout.definition, names[j]) for j in plain]
+            labels = [readable(model.index.layout.definition, names[j]) for j in plain]
             for r in np.flatnonzero(batch.ok):
                 c = contribs[r, label[r]]
                 entries = [(name, float(X[r, j]), float(c[j])) for name, j in zip(labels, plain)]
@@ -287,24 +367,6 @@ class Predictor:
                 out[r] = [{"feature": f, "value": None if v is None or np.isnan(v) else v, "contribution": c}
                           for f, v, c in entries[:EXPLAIN_TOP]]
         return pa.array(out, EXPLANATION.arrow)
-
-
-class Served(Predictor):
-    """Predictor's answers over a given deployment, with no database behind it: a Spark bundle, a version the gate
-    scores. `read_booster()` gives the booster's bytes (for explanations)."""
-
-    def __init__(self, dep: Deployment, read_booster):
-        super().__init__(None, None)
-        self._deployment, self._read_booster = dep, read_booster
-
-    def deployment(self) -> Deployment:
-        return self._deployment
-
-    def booster_bytes(self) -> bytes:
-        return self._read_booster()
-
-    def proba_arrow(self, *args):
-        return self.predict_arrow(*args).field("proba")
 
 
 def columns(label, proba, sources, version, batch):

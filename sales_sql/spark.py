@@ -16,24 +16,32 @@ per Python worker: the index memory-mapped, the trees compiled and checked on th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
 import sys
 import threading
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
-from . import duck, inputs
+from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
+from .db import opened
 from .definition import CLASSES, FEATURES, FIRST_TIME, LAST_TIME, RENDERED, spark_dialect
+from .monitor import BASELINE_ROWS, COLUMNS, DriftError, baseline_table, drift_values
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
+from .udfs import per_row
 
 # the test-slice metrics of the model register() served last, per Spark application (drift's performance rows)
 _METRICS: dict[str, dict] = {}
 _BUNDLES: dict[str, list[Path]] = {}  # the bundle folders register() wrote, per Spark application (stop() removes)
+BUNDLE_META = "model.json"  # in a bundle: the version, its spec and metrics, its checked trees' folder
 
 
 def session(master: str = "local[2]", app: str = "sales_sql", **conf):
@@ -54,8 +62,6 @@ def session(master: str = "local[2]", app: str = "sales_sql", **conf):
 
 def stop(spark) -> None:
     """Stop the session and remove the model bundles register() wrote for it (else removed at interpreter exit)."""
-    from . import scratch
-
     try:
         app = spark.sparkContext.applicationId
     except AttributeError:  # stopped already (its bundles went then)
@@ -130,7 +136,6 @@ def spark_type(struct: Struct) -> str:
 
 def _arrow_udf(fn, returns: str):
     from pyspark.sql.functions import ArrowUDFType, arrow_udf
-    import warnings
 
     with warnings.catch_warnings():  # the functions take any number of arguments, so no type hints
         warnings.simplefilter("ignore", UserWarning)
@@ -156,8 +161,6 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
     such as "production") from the MLflow store (MLFLOW_TRACKING_URI, else the mlflow.db beside `db`), else the
     one deployed in the DuckDB file `db`, else none (the fallback answers, as in DuckDB). History: the Spark table
     or view `history` (create_views makes it). Returns what answers: "model" or the fallback's source."""
-    from . import scratch
-
     settings = settings or load_settings()
     folder = scratch.folder("bundle")
     _BUNDLES.setdefault(spark.sparkContext.applicationId, []).append(folder)
@@ -166,7 +169,7 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
     name = folder.name
     _register_hash(spark, settings)
 
-    def serving(method):
+    def calling(method):
         def udf(*args):
             return getattr(_served(name, settings), method)(*inputs.arguments(args, settings.time_zone))
         return udf
@@ -176,11 +179,9 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
                                 ("predict_sales_class", "class_arrow", "string"),
                                 ("predict_sales_proba", "proba_arrow", spark_type(PROBA)),
                                 ("explain_sales_class", "explain_arrow", spark_type(EXPLANATION))):
-        spark.udf.register(fn, _arrow_udf(serving(method), returns))
-    from .udfs import _per_row
-
+        spark.udf.register(fn, _arrow_udf(calling(method), returns))
     for fn, struct in (("ks_drift", KS), ("chi2_drift", CHI2)):
-        spark.udf.register(fn, _arrow_udf(_per_row(fn, struct), spark_type(struct)))
+        spark.udf.register(fn, _arrow_udf(per_row(fn, struct), spark_type(struct)))
     return source
 
 
@@ -188,10 +189,6 @@ def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) 
     """Write into `folder` what the executors serve: the history index of Spark's `history` (built() by the same
     code as DuckDB's, through an in-memory DuckDB), the model's booster, spec and metrics, its compiled trees
     once checked against XGBoost, and the drift baseline (also the view drift_baseline here)."""
-    import duckdb
-
-    from . import lookups, serving
-
     unservable = ""
     con = duckdb.connect()
     con.register("spark_history", spark.table(history).toArrow())
@@ -205,73 +202,71 @@ def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) 
         con.close()
     meta, raw, baseline = {"version": None, "spec": None, "metrics": {}, "unservable": unservable}, None, None
     if db is not None and version is None:
-        from . import db as dbs
-
-        with dbs.opened(db, read_only=True, settings=settings) as con:
-            row = duck.active_deployment(con, settings.model_name, "version, booster, feature_spec, metrics")
+        with opened(db, read_only=True, settings=settings) as con:
+            row = duck.deployed_row(con, settings.model_name, "version, booster, feature_spec, metrics")
             if row is not None:
                 meta |= {"version": row[0], "spec": row[2], "metrics": json.loads(row[3])}
                 raw = bytes(row[1])
                 baseline = con.sql("SELECT * EXCLUDE (model_name, version) FROM drift_baseline WHERE "
                                    "model_name = ? AND version = ?", params=[settings.model_name, row[0]]).to_arrow_table()
     if version is not None:
-        from . import registry
+        from . import store  # imports MLflow (seconds): only to serve a version from the store
 
-        client = registry.mlflow_client(db if db is not None else "mlflow.db", existing=True)
-        found = registry.find_version(client, settings, version)
-        raw, spec, metrics, baseline = registry.read_version(settings, found)
+        client = store.mlflow_client(db if db is not None else "mlflow.db", existing=True)
+        found = store.find_version(client, settings, version)
+        raw, spec, metrics, baseline = store.read_version(settings, found)
         meta |= {"version": int(found.version), "spec": json.dumps(spec), "metrics": metrics}
     if raw is not None:
-        import hashlib
-
         (folder / "booster.ubj").write_bytes(raw)
         meta["checked"] = serving.checked_name(hashlib.md5(raw).hexdigest())
-    (folder / "deployment.json").write_text(json.dumps(meta))
+    (folder / BUNDLE_META).write_text(json.dumps(meta))
     _METRICS[spark.sparkContext.applicationId] = meta["metrics"]
-    dep = _load(folder, settings)  # checks the compiled trees (written into the folder) and says what answers
+    model = serving.Predictor(Bundle(folder), settings).model()  # checks the compiled trees (written into the folder)
     if baseline is not None and meta["version"] is not None:
         cols = [f"'{settings.model_name}' AS model_name", f"{int(meta['version'])} AS version", "*"]
         spark.createDataFrame(baseline.to_pandas()).selectExpr(*cols).createOrReplaceTempView("drift_baseline")
-    return dep.deployment().source
+    return model.source
 
 
-def _load(folder: Path, settings: Settings):
-    """The bundle's predictor (serving.Served over the bundle's deployment)."""
-    from . import lookups, serving
+class Bundle(serving.ModelSource):
+    """A model bundle register() wrote (model.json, the booster, its checked trees, the history index): what Spark's
+    executors serve."""
 
-    booster = folder / "booster.ubj"
-    try:
-        meta = json.loads((folder / "deployment.json").read_text())
-        if meta["unservable"]:  # the empty index of the shipped layout, as serving.history_index gives
-            index = lookups.HistoryIndex(lookups.Layout.of(FEATURES))
-        else:
-            index = lookups.HistoryIndex(lookups.Layout.of(settings.definition),
-                                         arrays=lookups.mapped(folder / "index"))
-    except Exception as e:  # noqa: BLE001  as serving.load_deployment: the fallback, tried again next batch
-        return serving.Served(serving.read_failed(None, e), booster.read_bytes)
-    dep = serving.deployment(settings, index, meta["unservable"], meta["version"], meta["spec"], booster.read_bytes,
-                             folder / meta["checked"] if "checked" in meta else None)
-    return serving.Served(dep, booster.read_bytes)
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def load(self, settings: Settings) -> serving.LoadedModel:
+        try:
+            meta = json.loads((self.folder / BUNDLE_META).read_text())
+            if meta["unservable"]:  # the empty index of the shipped layout, as serving.history_index gives
+                index = serving.no_history(FEATURES)
+            else:
+                index = lookups.HistoryIndex(lookups.Layout.of(settings.definition),
+                                             arrays=lookups.mapped(self.folder / "index"))
+        except Exception as e:  # noqa: BLE001  as serving.load_from_file: the fallback, tried again next batch
+            return serving.read_failed(None, e)
+        return serving.load(settings, index, meta["unservable"], meta["version"], meta["spec"],
+                            (self.folder / "booster.ubj").read_bytes,
+                            self.folder / meta["checked"] if "checked" in meta else None)
+
+    def booster_bytes(self, settings: Settings) -> bytes:
+        return (self.folder / "booster.ubj").read_bytes()
 
 
-_SERVED: dict[str, object] = {}
+_SERVED: dict[str, serving.Predictor] = {}
 _SERVED_LOCK = threading.Lock()
 
 
-def _served(name: str, settings: Settings):
-    """The bundle's predictor in this Python worker, loaded on its first call."""
-    from .serving import READ_FAILED
-
+def _served(name: str, settings: Settings) -> serving.Predictor:
+    """The bundle's predictor in this Python worker (it loads the bundle on its first call)."""
     found = _SERVED.get(name)
     if found is None:
         with _SERVED_LOCK:
             found = _SERVED.get(name)
             if found is None:
-                from pyspark import SparkFiles
+                from pyspark import SparkFiles  # on an executor: pyspark is there
 
-                found = _load(Path(SparkFiles.get(name)), settings)
-                if found.deployment().source != READ_FAILED:  # a read that failed is tried again by the next batch
-                    _SERVED[name] = found
+                found = _SERVED[name] = serving.Predictor(Bundle(Path(SparkFiles.get(name))), settings)
     return found
 
 
@@ -281,7 +276,6 @@ def drift(spark, settings: Settings | None = None, *, window_days: int | None = 
     """sql/drift.sql in Spark SQL: the usable lines of the `window_days` days up to `end` (default: the latest
     sale) against the registered model's drift baseline (register() makes the view drift_baseline). The rows as
     monitor.check gives them (a list of dicts)."""
-    from .monitor import COLUMNS, TOP_CATEGORIES, DriftError
 
     settings = settings or load_settings()
     if not spark.catalog.tableExists("drift_baseline"):
@@ -295,11 +289,7 @@ def drift(spark, settings: Settings | None = None, *, window_days: int | None = 
     spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW drift_window AS SELECT * FROM usable_lines WHERE sale_day "
               f"BETWEEN DATE '{start.isoformat()}' AND DATE '{end.isoformat()}'")
     metrics = _METRICS.get(spark.sparkContext.applicationId, {})
-    text = sql_text("drift", settings, model_name=duck.quote_literal(settings.model_name), version=int(version),
-                    top=TOP_CATEGORIES, ks_threshold=float(settings.ks_effect_threshold),
-                    chi2_threshold=float(settings.chi2_effect_threshold), alpha=float(settings.drift_alpha),
-                    performance_drop=float(settings.performance_drop),
-                    accuracy=metrics.get("accuracy", "NULL"), macro_f1=metrics.get("macro_f1", "NULL"))
+    text = sql_text("drift", settings, **drift_values(settings, version, metrics))
     head, _, report = text.rpartition("CREATE OR REPLACE TEMPORARY VIEW drift_current_rows AS SELECT * FROM "
                                       "drift_current;")
     run_sql(spark, head)
@@ -336,11 +326,9 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
     class weights, parameters and early stopping of `sales-sql retrain`; log the run to the MLflow store of db_path
     and register a new version (its drift baseline goes into db_path, as a DuckDB retrain's does). Returns (version,
     test-slice metrics)."""
-    import mlflow
-    from types import SimpleNamespace
+    import mlflow  # MLflow and XGBoost (seconds): only a retrain needs them
 
-    from . import registry, training
-    from .monitor import BASELINE_ROWS, baseline_table
+    from . import registration, store, training
 
     settings = settings or load_settings()
     day = choose_cutoff(spark, settings, cutoff)
@@ -372,16 +360,11 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
                          FROM training_set""").cache()
     workers = num_workers or spark.sparkContext.defaultParallelism
     classifier = classifier_for(settings, workers, stop_from is not None)
-    client = registry.mlflow_client(db_path)
-    experiment_id = registry._experiment_id(client, db_path, settings)
+    client = store.mlflow_client(db_path)
+    experiment_id = store.experiment_id(client, db_path, settings)
     try:
         with mlflow.start_run(experiment_id=experiment_id):
-            mlflow.log_params({**{k: v for k, v in training.xgb_params(settings).items() if k != "nthread"},
-                               "engine": "spark", "num_workers": workers, "class_weight": settings.class_weight,
-                               "num_boost_round": settings.num_boost_round,
-                               "early_stopping_rounds": settings.early_stopping_rounds})
-            mlflow.log_dict(vars(settings), "config.json")
-            mlflow.log_dict(spec, "feature_spec.json")
+            registration.log_settings(settings, spec, engine="spark", num_workers=workers)
             model = classifier.fit(data.where("slice <> 'test'"))
             booster = model.get_booster()
             booster.feature_names = spec["features"]
@@ -403,7 +386,7 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
             X = _matrix(picked["features"], len(spec["features"]))
             sample = picked.select(["quantity_sold", "price", "branch_id", "item_code", "sale_day"]) \
                 .rename_columns(["quantity_sold", "unit_price", "branch_id", "item_code", "sale_day"])
-            return registry.register_version(
+            return registration.register_version(
                 db_path, settings, client, booster, spec, metrics, baselines,
                 lambda: baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster), slices, last,
                 stop)

@@ -217,18 +217,23 @@ class Trees:
         return trees
 
     @classmethod
-    def of(cls, booster) -> Trees | None:
-        """The booster's Trees if they give its inplace_predict's answers bit for bit on probe rows, else None."""
+    def compile(cls, booster) -> tuple[Trees | None, str]:
+        """(the booster's Trees, "") if they give its inplace_predict's answers bit for bit on probe rows, else
+        (None, why not)."""
         try:
             trees = cls(booster)
             probe = trees.probe_rows(trees.features, 4096 + 3)  # the last 3 rows walk many trees at once
             same = np.array_equal(trees.proba(probe), booster.inplace_predict(probe))
-        except Exception as e:  # a model the kernel does not reproduce, or numba failing here: never a failed query
-            log.warning("sales_sql predicts with XGBoost's own predictor: %s", e)
-            return None
-        if not same:
-            log.warning("sales_sql predicts with XGBoost's own predictor: its compiled trees disagree with it")
-            return None
+        except Exception as e:  # noqa: BLE001  a model the kernel does not reproduce, or numba failing: never a failed query
+            return None, str(e) or type(e).__name__
+        return (trees, "") if same else (None, "its compiled trees disagree with it")
+
+    @classmethod
+    def of(cls, booster) -> Trees | None:
+        """compile()'s Trees, or None (saying why in the log)."""
+        trees, why = cls.compile(booster)
+        if trees is None:
+            log.warning("sales_sql predicts with XGBoost's own predictor: %s", why)
         return trees
 
     def probe_rows(self, width: int, rows: int = 4096) -> np.ndarray:

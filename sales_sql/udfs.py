@@ -14,7 +14,7 @@ from .duck import invalidate
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, Struct
 
 
-def _per_row(name: str, struct: Struct):
+def per_row(name: str, struct: Struct):
     """An arrow UDF over two list columns: drift.`name` on each row's pair of lists (a NULL list counts as empty)."""
     fields, arrow_type = struct.names, struct.arrow
 
@@ -56,9 +56,9 @@ def register_udfs(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
         con, "hash_features", hash_features, ["VARCHAR", "VARCHAR"], f"FLOAT[{buckets}]",
         type="arrow", null_handling="special",
     )
-    _replace_function(con, "ks_drift", _per_row("ks_drift", KS), ["DOUBLE[]", "DOUBLE[]"], KS.duckdb,
+    _replace_function(con, "ks_drift", per_row("ks_drift", KS), ["DOUBLE[]", "DOUBLE[]"], KS.duckdb,
                       type="arrow", null_handling="special")
-    _replace_function(con, "chi2_drift", _per_row("chi2_drift", CHI2), ["VARCHAR[]", "VARCHAR[]"], CHI2.duckdb,
+    _replace_function(con, "chi2_drift", per_row("chi2_drift", CHI2), ["VARCHAR[]", "VARCHAR[]"], CHI2.duckdb,
                       type="arrow", null_handling="special")
     register_prediction(con, settings)
 
@@ -73,9 +73,9 @@ def register_prediction(con: duckdb.DuckDBPyConnection, settings: Settings) -> N
         if not made:
             with lock:
                 if not made:
-                    from .serving import Predictor
+                    from .serving import DatabaseFile, Predictor  # numba's kernels: on the first prediction
 
-                    made.append(Predictor(con, settings))
+                    made.append(Predictor(DatabaseFile(con), settings))
         return made[0]
 
     def calling(method):

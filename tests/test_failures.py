@@ -63,8 +63,8 @@ def shop(tmp_path_factory, migrated_store):
 MATRIX = {
     "load": (["{db}", "{tmp}/more.parquet"], "sales_sql.loader.update_history"),
     "retrain": (["{db}", "--models-dir", "{tmp}/models"], "sales_sql.registry.train"),
-    "promote": (["{db}", "1", "--force", "--models-dir", "{tmp}/models"], "sales_sql.registry._write_deployment"),
-    "rollback": (["{db}", "--models-dir", "{tmp}/models"], "sales_sql.registry._write_deployment"),
+    "promote": (["{db}", "1", "--force", "--models-dir", "{tmp}/models"], "sales_sql.deploy.write_row"),
+    "rollback": (["{db}", "--models-dir", "{tmp}/models"], "sales_sql.deploy.write_row"),
     "predict": (["{db}", "--into", "scored"], "sales_sql.scoring.columns"),
     "drift": (["{db}", "--window", "30d"], "sales_sql.monitor.save_report"),
     "doctor": (["{db}"], "sales_sql.ops._registry"),
@@ -208,5 +208,5 @@ def test_an_unknown_statistic_is_features_unavailable_not_a_failed_query(setting
     odd = dataclasses.replace(settings, definition=dataclasses.replace(
         FEATURES, kinds=(dataclasses.replace(FEATURES.kinds[0], stats=("no_such_statistic",)),) + FEATURES.kinds[1:]))
     index, why = serving.history_index(None, odd.definition)  # the layout is refused before history is read
-    dep = serving.deployment(odd, index, why)
+    dep = serving.load(odd, index, why)
     assert dep.source == serving.UNSERVABLE and "no_such_statistic" in dep.reason

@@ -34,7 +34,7 @@ def served_on(db, settings, version, cutoff, last_line_id):
     raw, spec, _, _ = read_version(settings, find_version(mlflow_client(db), settings, version))
     with sales_sql.db.opened(db, read_only=True, settings=settings) as con:
         index, why = history_index(con, settings.definition)
-        dep = gate.served(settings, index, why, version, raw, spec)
+        dep = gate.candidate(settings, index, why, version, raw, spec)
         assert dep.source == gate.MODEL, dep.reason
         y, (pred,) = gate.predictions(con, settings, [dep], cutoff, last_line_id)
     return y, pred

@@ -205,7 +205,7 @@ def test_failure_between_alias_and_database_keeps_old_production(tmp_path, setti
         raise OSError("disk unplugged")
 
     with monkeypatch.context() as m:
-        m.setattr(registry, "_write_deployment", crash)
+        m.setattr("sales_sql.deploy.write_row", crash)
         with pytest.raises(OSError, match="disk unplugged"):
             registry.promote(str(db), quick, second.version, force=True, models_dir=tmp_path / "models")
     alias = MlflowClient(store).get_model_version_by_alias(settings.model_name, "production")

@@ -14,7 +14,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from test_lifecycle import make_db
 
 import sales_sql
-from sales_sql import lookups, scoring, serving
+from sales_sql import duck, lookups, scoring, serving
 from sales_sql.definition import FEATURES, FIRST_DAY, LAST_DAY, readable
 from sales_sql.training import CLASSES, feature_spec, labels, to_matrix, xgb_params
 
@@ -27,7 +27,7 @@ def deploy(con, booster, spec, version):
     con.execute("""INSERT INTO deployed_models (model_name, version, run_id, booster, feature_spec, metrics, status)
                    VALUES ('sales_sql_class', ?, 'test', ?, ?, '{}', 'active')""",
                 [version, bytes(booster.save_raw("ubj")), json.dumps(spec)])
-    serving.invalidate()
+    duck.invalidate()
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_predictions_equal_the_boosters_own(trained, db, settings, compiled, mon
     _, table, spec, X, booster = trained
     path, con = db
     if not compiled:  # what answers when the trees cannot be compiled (trees.py)
-        monkeypatch.setattr(serving.Trees, "of", lambda booster: None)
+        monkeypatch.setattr(serving.Trees, "compile", lambda booster: (None, "not compiled in this test"))
     deploy(con, booster, spec, 1)
     rows = con.sql(f"""SELECT predict_sales({ARGS}) AS p, predict_sales_class({ARGS}) AS c,
                               predict_sales_proba({ARGS}) AS q
@@ -103,7 +103,7 @@ def test_predictions_equal_the_boosters_own(trained, db, settings, compiled, mon
     expected = booster.inplace_predict(X)
     got = np.array([[r[0]["proba"]["low"], r[0]["proba"]["medium"], r[0]["proba"]["high"]] for r in rows])
     np.testing.assert_array_equal(got, expected)  # bit for bit (float32 in float64)
-    assert (serving.Predictor(con, settings).deployment().trees is not None) == compiled
+    assert (serving.Predictor(serving.DatabaseFile(con), settings).model().trees is not None) == compiled
     assert [r[1] for r in rows] == [CLASSES[i] for i in expected.argmax(1)]
     assert [r[0]["label"] for r in rows] == [r[1] for r in rows]
     assert all(r[2] == r[0]["proba"] for r in rows)
@@ -119,11 +119,11 @@ def test_checked_trees_serve_without_xgboost(trained, db, settings):
     _, table, spec, X, booster = trained
     path, con = db
     deploy(con, booster, spec, 1)
-    first = serving.Predictor(con, settings).deployment()
+    first = serving.Predictor(serving.DatabaseFile(con), settings).model()
     assert first.booster is not None and first.trees is not None
     assert len(list(path.parent.glob("p.duckdb.index/compiled-*"))) == 1
-    serving.invalidate()
-    second = serving.Predictor(con, settings).deployment()
+    duck.invalidate()
+    second = serving.Predictor(serving.DatabaseFile(con), settings).model()
     assert second.booster is None and second.trees is not None
     got = con.sql(f"SELECT predict_sales_proba({ARGS}) AS q FROM training_set ORDER BY line_id").fetchall()
     np.testing.assert_array_equal(np.array([[r[0]["low"], r[0]["medium"], r[0]["high"]] for r in got]),
@@ -138,8 +138,8 @@ def test_checked_trees_serve_without_xgboost(trained, db, settings):
     assert out == ["1", "False"]
     con = sales_sql.connect(path, settings=settings)
     con.execute("UPDATE deployed_models SET booster = booster[1:100]")  # other bytes: no mark, XGBoost reads them
-    serving.invalidate()
-    assert serving.Predictor(con, settings).deployment().source == serving.UNREADABLE
+    duck.invalidate()
+    assert serving.Predictor(serving.DatabaseFile(con), settings).model().source == serving.UNREADABLE
 
 
 def test_optional_arguments_and_argument_types(trained, db):
@@ -190,7 +190,7 @@ def expected_heuristic(table):
 def test_no_model_deployed_gives_the_heuristic_and_says_so(trained, db, caplog):
     _, table, *_ = trained
     path, con = db
-    serving.invalidate()
+    duck.invalidate()
     with caplog.at_level(logging.WARNING, logger="sales_sql"):
         rows = con.sql(f"SELECT predict_sales({ARGS}) FROM training_set ORDER BY line_id").fetchall()
         con.sql(f"SELECT predict_sales_class({ARGS}) FROM training_set").fetchall()
@@ -214,7 +214,7 @@ def test_a_broken_or_mismatched_deployment_falls_back_without_failing(trained, d
     path, con = db
     deploy(con, booster, spec, 1)
     con.execute(damage)
-    serving.invalidate()
+    duck.invalidate()
     rows = con.sql(f"SELECT predict_sales({ARGS}).label, predict_sales({ARGS}).source FROM training_set "
                    "ORDER BY line_id").fetchall()
     assert {s for _, s in rows} == {source}
