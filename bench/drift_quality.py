@@ -19,7 +19,8 @@ from sales_sql import scratch
 import sales_sql
 from sales_sql.demo import generate, write
 from sales_sql.loader import load_file
-from sales_sql.monitor import baseline_table, check, store_baseline
+from sales_sql.monitor import check, store_baseline
+from sales_sql.training import baseline_table
 from sales_sql.serving import invalidate
 from sales_sql.training import load_dataset, xgb_params
 

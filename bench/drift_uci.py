@@ -12,7 +12,8 @@ from predict import ensure_model
 from uci import CUTOFF, uci_database
 
 import sales_sql
-from sales_sql.monitor import baseline_table, check, store_baseline
+from sales_sql.monitor import check, store_baseline
+from sales_sql.training import baseline_table
 from sales_sql.training import load_dataset
 
 MONTHS = [("2011-09-01", "2011-09-30"), ("2011-10-01", "2011-10-31"), ("2011-11-01", "2011-11-30"),

@@ -17,7 +17,6 @@ import pyarrow.compute as pc
 from .config import Settings
 from .duck import deployed_row, first_row, is_read_only, quote_literal, sql_text, transaction
 
-BASELINE_ROWS = 100_000
 TOP_CATEGORIES = 20
 COLUMNS = ("feature", "test", "statistic", "p_value", "p_adjusted", "effect_size", "threshold", "is_drift",
            "n_window", "n_baseline")
@@ -25,22 +24,6 @@ COLUMNS = ("feature", "test", "statistic", "p_value", "p_adjusted", "effect_size
 
 class DriftError(ValueError):
     """A drift check could not run (no production model, no baseline, an empty window); nothing was saved."""
-
-
-def baseline_table(data, booster) -> pa.Table:
-    """The training lines of the dataset's seeded sample (up to BASELINE_ROWS) with the booster's predicted class:
-    what drift is measured against. `data` is a training.Dataset."""
-    import xgboost as xgb
-
-    from .training import CLASSES
-
-    predicted = booster.predict(xgb.DMatrix(data.X_sample, feature_names=data.spec["features"])).argmax(1)
-    day = data.sample["sale_day"]
-    table = data.sample.select(["quantity_sold", "unit_price", "branch_id", "item_code"])
-    for name, values in (("day_of_week", pc.day_of_week(day, count_from_zero=False)), ("day_of_month", pc.day(day)),
-                         ("month", pc.month(day)), ("predicted", pa.array(np.array(CLASSES)[predicted]))):
-        table = table.append_column(name, values)
-    return table
 
 
 def store_baseline(con, settings: Settings, version: int, table: pa.Table) -> None:

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import duckdb
@@ -30,7 +31,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
-from . import __version__, duck, inputs, serving
+from . import duck, inputs, serving
 from .config import load_settings
 from .trees import Trees
 
@@ -214,4 +215,4 @@ def log_model(booster_raw: bytes, spec: dict):
             name="model", python_model=str(Path(__file__).with_name("mlflow_model.py")), artifacts=artifacts,
             signature=ModelSignature(inputs=columns, outputs=outputs), input_example=pd.DataFrame(example),
             model_config={"database": "", "config": ""},
-            pip_requirements=[f"sales_sql=={__version__}"])
+            pip_requirements=[f"sales_sql=={installed_version('sales_sql')}"])

@@ -23,11 +23,11 @@ from mlflow.entities import Metric
 from . import db, duck
 from .config import Settings
 from .definition import CLASSES
-from .monitor import baseline_table, store_baseline
+from .monitor import store_baseline
 from .pyfunc import log_model, mark_version
 from .db import TRAINED_THROUGH
 from .store import BASELINE_ARTIFACT, COMPLETE, RegistryError, experiment_id, mlflow_client
-from .training import evaluate, prepare, run_key, train, xgb_params
+from .training import baseline_table, evaluate, prepare, run_key, train, xgb_params
 from .trees import depths
 
 def _plots(metrics: dict, booster: xgb.Booster, directory: Path) -> list[Path]:

@@ -34,7 +34,7 @@ from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
 from .db import opened
 from .definition import CLASSES, FEATURES, FIRST_TIME, LAST_TIME, RENDERED, spark_dialect
-from .monitor import BASELINE_ROWS, COLUMNS, DriftError, baseline_table, drift_values
+from .monitor import COLUMNS, DriftError, drift_values
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
 from .udfs import per_row
 
@@ -381,14 +381,14 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
                 spark.sql(training.baselines_sql(sql_text, settings, day, last)).collect())
             mlflow.log_metrics({"best_iteration": best, "resumed_from": 0})
             # the drift baseline: a seeded sample of the training lines (about BASELINE_ROWS) with the model's classes
-            picked = data.where("slice = 'train'").sample(min(1.0, 1.2 * BASELINE_ROWS / sum(train_counts)),
-                                                          settings.seed).orderBy("line_id").limit(BASELINE_ROWS).toArrow()
+            picked = data.where("slice = 'train'").sample(min(1.0, 1.2 * training.BASELINE_ROWS / sum(train_counts)),
+                                                          settings.seed).orderBy("line_id").limit(training.BASELINE_ROWS).toArrow()
             X = _matrix(picked["features"], len(spec["features"]))
             sample = picked.select(["quantity_sold", "price", "branch_id", "item_code", "sale_day"]) \
                 .rename_columns(["quantity_sold", "unit_price", "branch_id", "item_code", "sale_day"])
             return registration.register_version(
                 db_path, settings, client, booster, spec, metrics, baselines,
-                lambda: baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster), slices, last,
+                lambda: training.baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster), slices, last,
                 stop)
     finally:
         data.unpersist()

@@ -26,8 +26,7 @@ from .config import Settings
 from .definition import CLASSES
 from .duck import first_row
 
-# training_set columns that identify a line or hold its answer; every other column is a feature
-ID_COLUMNS = ("line_id", "sale_time", "sale_day", "branch_id", "item_code", "customer_id", "quantity_sold", "label")
+BASELINE_ROWS = 100_000  # the drift baseline: a seeded sample of the training lines, with the model's classes
 
 
 class TrainingError(ValueError):
@@ -211,11 +210,21 @@ class Dataset:
             scratch.remove(self.cache)
 
 
+def baseline_table(data, booster) -> pa.Table:
+    """The training lines of the dataset's seeded sample (up to BASELINE_ROWS) with the booster's predicted class:
+    what drift is measured against. `data` is a training.Dataset."""
+    predicted = booster.predict(xgb.DMatrix(data.X_sample, feature_names=data.spec["features"])).argmax(1)
+    day = data.sample["sale_day"]
+    table = data.sample.select(["quantity_sold", "unit_price", "branch_id", "item_code"])
+    for name, values in (("day_of_week", pc.day_of_week(day, count_from_zero=False)), ("day_of_month", pc.day(day)),
+                         ("month", pc.month(day)), ("predicted", pa.array(np.array(CLASSES)[predicted]))):
+        table = table.append_column(name, values)
+    return table
+
+
 def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
     """Split the usable lines by time into the three slices and build their matrices from batches; refuse data that
     cannot train a model."""
-    from .monitor import BASELINE_ROWS
-
     day = choose_cutoff(con, settings, cutoff)
     stop_from = choose_stop(con, settings, day)
     spec = feature_spec(settings)

@@ -11,7 +11,8 @@ from test_lifecycle import make_db
 from test_predict import deploy
 
 import sales_sql
-from sales_sql.monitor import baseline_table, store_baseline
+from sales_sql.monitor import store_baseline
+from sales_sql.training import baseline_table
 from sales_sql.training import choose_stop, load_dataset, xgb_params
 
 DRIFT_AFTER = "2024-06-01"  # make_db's demo data runs from 2024-01-01 for 200 days
