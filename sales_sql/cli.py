@@ -67,9 +67,9 @@ def _settings():
     return load_settings(click.get_current_context().find_object(dict).get("config"))
 
 
-def _open(path: str, read_only: bool = False, memory_limit: str | None = None):
+def _open(path: str, read_only: bool = False, memory_limit: str | None = None, check_history: bool = True):
     """DATABASE for the command, released when the command ends (DuckDB then removes its spill folder too)."""
-    con = db.connect(path, read_only=read_only, settings=_settings())
+    con = db.connect(path, read_only=read_only, settings=_settings(), check_history=check_history)
     click.get_current_context().call_on_close(lambda: db.close(path))
     con.execute("SET enable_progress_bar = false")
     if memory_limit is not None:
@@ -178,7 +178,7 @@ def load(database, files, preset, mapping, allow_rejects, memory_limit):
 
     Example: sales-sql load sales.duckdb ../shared/data/*.parquet --preset uci
     """
-    con = _open(database, memory_limit=memory_limit)
+    con = _open(database, memory_limit=memory_limit, check_history=False)  # each load checks history, in one scan
     terminal = sys.stderr.isatty()
     if terminal:
         con.execute("SET enable_progress_bar = true")

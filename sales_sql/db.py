@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from .config import Settings, load_settings
-from .duck import first_row, is_read_only, quote_literal, run_sql, sql_text, transaction
+from .duck import first_row, history_built, is_read_only, quote_literal, run_sql, sql_text, transaction
 from .udfs import register_udfs
 
 # DuckDB bug (shared/notes/duckdb-udf-facts.md): once the connection that registered a UDF is closed or
@@ -28,20 +28,30 @@ def history_signature(settings: Settings) -> str:
     return f"low_max={settings.low_max};medium_max={settings.medium_max};usable_lines=2;definition={digest}"
 
 
-def invoices_signature(con: duckdb.DuckDBPyConnection, after: int | None = None) -> str:
-    """Changes whenever a line is added, removed or edited (about 25 ms per million lines); `after`: of the lines
-    after that line_id only (a signature of the lines before combined with theirs is the signature of all)."""
-    n, h = first_row(con, f"""SELECT count(*), bit_xor(hash(line_id, sale_time, branch_id, item_code, quantity_sold,
-                                                            unit_price, customer_id)) FROM invoices
-                              {'WHERE line_id > ?' if after is not None else ''}""",
-                     [after] if after is not None else None)
-    return f"{n}:{h}"
+_LINE_HASH = "hash(line_id, sale_time, branch_id, item_code, quantity_sold, unit_price, customer_id)"
 
 
-def _combined(before: str, added: str) -> str:
-    (n0, h0), (n1, h1) = (s.split(":") for s in (before, added))
-    h = (int(h0) if h0 != "None" else 0) ^ (int(h1) if h1 != "None" else 0)
-    return f"{int(n0) + int(n1)}:{h if int(n0) + int(n1) else None}"
+def invoices_signature(con: duckdb.DuckDBPyConnection, after: int | None = None) -> str | tuple[str, str]:
+    """Changes whenever a line is added, removed or edited (one scan of invoices: about 25 ms per million lines).
+    With `after`: (the signature of the lines up to that line_id, the signature of all), from the same one scan."""
+    if after is None:
+        n, h = first_row(con, f"SELECT count(*), bit_xor({_LINE_HASH}) FROM invoices")
+        return f"{n}:{h}"
+    n, h, n0, h0 = first_row(con, f"""SELECT count(*), bit_xor({_LINE_HASH}), count(*) FILTER (WHERE line_id <= ?),
+                                             bit_xor({_LINE_HASH}) FILTER (WHERE line_id <= ?) FROM invoices""",
+                             [after, after])
+    return f"{n0}:{h0}", f"{n}:{h}"
+
+
+def history_stale(con: duckdb.DuckDBPyConnection, settings: Settings, invoices: str | None = None) -> str | None:
+    """Why the history tables are not current (the one rule: built under these settings from these invoices), or
+    None when they are; `invoices`: the signature of the invoices to compare with (default: all of them now)."""
+    built = history_built(con)
+    if built.get("history_settings") != history_signature(settings):
+        return "was built with other class thresholds or feature definition (or by an older sales_sql)"
+    if built.get("history_invoices") != (invoices or invoices_signature(con)):
+        return "is older than the invoices (lines were added or edited outside sales_sql)"
+    return None
 
 
 def rebuild_history(con: duckdb.DuckDBPyConnection, settings: Settings, invoices: str | None = None) -> None:
@@ -56,12 +66,9 @@ def rebuild_history(con: duckdb.DuckDBPyConnection, settings: Settings, invoices
 def update_history(con: duckdb.DuckDBPyConnection, settings: Settings, after: int) -> str:
     """Bring history up to date after lines were added past line_id `after` (inside the caller's transaction): only
     the keys those lines touch are recomputed, when history was current with every line before them; otherwise
-    (other settings, a hand edit) the whole of it is rebuilt. Returns "updated" or "rebuilt"."""
-    built = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
-    invoices, added = invoices_signature(con), invoices_signature(con, after)
-    stored = built.get("history_invoices")
-    if (built.get("history_settings") != history_signature(settings) or stored is None
-            or _combined(stored, added) != invoices):
+    (other settings, a hand edit) the whole of it is rebuilt. One scan of invoices. Returns "updated" or "rebuilt"."""
+    before, invoices = invoices_signature(con, after)
+    if history_stale(con, settings, before):
         rebuild_history(con, settings, invoices)
         return "rebuilt"
     con.execute(sql_text("history_update", settings, after=int(after)))
@@ -69,18 +76,19 @@ def update_history(con: duckdb.DuckDBPyConnection, settings: Settings, after: in
     return "updated"
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+def ensure_schema(con: duckdb.DuckDBPyConnection, settings: Settings, check_history: bool = True) -> None:
+    """The tables, the history (rebuilt when not current, unless the caller brings it up to date itself:
+    `check_history` False), the views and the macros."""
     run_sql(con, "schema", settings)
-    built = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
-    invoices = invoices_signature(con)
-    if built.get("history_settings") != history_signature(settings) or built.get("history_invoices") != invoices:
-        with transaction(con):  # new thresholds, or lines edited by hand
-            rebuild_history(con, settings, invoices)
+    if (check_history or not history_built(con)) and history_stale(con, settings):
+        with transaction(con):  # a new file, new thresholds, or lines edited by hand
+            rebuild_history(con, settings)
     run_sql(con, "training_set", settings)
     run_sql(con, "predict", settings)
 
 
-def register(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+def register(con: duckdb.DuckDBPyConnection, settings: Settings | None = None, *,
+             check_history: bool = True) -> duckdb.DuckDBPyConnection:
     """Register every sales_sql UDF on a connection you already hold, and ensure the schema and views.
 
     Safe to call again (functions are replaced, the schema is created only where missing). On a read-only
@@ -96,7 +104,7 @@ def register(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -
     register_udfs(con, settings)
     in_zone(con, settings)
     if not is_read_only(con):
-        ensure_schema(con, settings)
+        ensure_schema(con, settings, check_history)
     _registered[id(con)] = con
     return con
 
@@ -108,14 +116,17 @@ def in_zone(con: duckdb.DuckDBPyConnection, settings: Settings) -> duckdb.DuckDB
     return con
 
 
-def connect(path: str = ":memory:", *, read_only: bool = False, settings: Settings | None = None):
-    """A DuckDB connection to `path` with the schema ensured and every UDF and view ready.
+def connect(path: str = ":memory:", *, read_only: bool = False, settings: Settings | None = None,
+            check_history: bool = True):
+    """A DuckDB connection to `path` with the schema ensured and every UDF and view ready. A writer's first connection
+    rebuilds history when it is not current, unless `check_history` is False (a load: update_history checks it in the
+    same scan that updates it).
 
     For a file, the returned object is a cursor of a connection sales_sql keeps open until
     `sales_sql.close(path)`, so the UDFs keep working however many connections you open and close.
     """
     if str(path) == ":memory:":
-        return register(duckdb.connect(), settings)
+        return register(duckdb.connect(), settings, check_history=check_history)
     resolved = str(Path(path).resolve())
     # DuckDB opens a file once per process with one access mode: a read-only request is served by a
     # read-write connection already open, and a read-write request replaces a read-only one.
@@ -126,7 +137,7 @@ def connect(path: str = ":memory:", *, read_only: bool = False, settings: Settin
     if anchor is None:
         anchor = duckdb.connect(str(path), read_only=read_only)
         try:
-            register(anchor, settings)
+            register(anchor, settings, check_history=check_history)
         except BaseException:
             anchor.close()
             _registered.pop(id(anchor), None)

@@ -1,11 +1,12 @@
 """The one feature definition: key kinds, their statistics, calendar, price and hashed features, and the label.
 
-Everything else is derived from it: the SQL of the history table and of the training_set view (rendered here and
-committed as sql/history.sql and sql/training_set.sql, so analysts read plain SQL), the feature names in matrix
-order, the look-up kernels' layout (sales_sql/lookups.py) and the feature spec stored with each model version.
-Adding a statistic or a key kind is one entry below plus a retrain; docs/design.md shows the steps.
+Everything else is derived from it: the SQL of the history tables, of their update after a load and of the
+training_set view, for DuckDB and for Spark (rendered here, RENDERED below, and committed under sql/ so analysts read
+plain SQL, with sql/predict.sql, the inputs' macros of inputs.py), the feature names in matrix order, the look-up
+kernels' layout (sales_sql/lookups.py) and the feature spec stored with each model version. Adding a statistic or a
+key kind is one entry below plus a retrain; docs/design.md shows the steps.
 
-`make sql` writes the two SQL files again after a change here (tests fail while they differ from the rendering).
+`make sql` writes the rendered files again after a change here (tests fail while they differ from the rendering).
 """
 from __future__ import annotations
 

@@ -71,6 +71,12 @@ def transaction(con: duckdb.DuckDBPyConnection):
         raise
 
 
+def history_built(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """What the history tables were built from (sales_sql_meta's history_* rows: the settings' and the invoices'
+    signatures; db.history_stale compares them with now)."""
+    return dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
+
+
 def lock_holder(error: Exception | str) -> str | None:
     """The process named by DuckDB's lock error ("PID 123 (/usr/bin/python3)"), None for any other error. DuckDB lets
     one process write a file only while no other process has it open."""

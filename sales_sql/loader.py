@@ -287,9 +287,8 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                         "returns) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [str(path), sha, report.rows_read, report.loaded, report.duplicates, report.rejected,
                          report.returns])
-            step("history")
-            if report.loaded:
-                update_history(con, settings, last_id)
+            step("history")  # also when nothing was new: a file's load is where history is checked (sales-sql load)
+            update_history(con, settings, last_id)
         step("")
         invalidate()  # predictions look history up as of the new lines
     finally:

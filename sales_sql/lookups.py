@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from numba import njit
 
 from . import inputs
+from .duck import history_built
 from .definition import FIRST_DAY, LAST_DAY, Definition
 from .features import FNV_OFFSET, FNV_PRIME, fmix64, fnv, hash_kernel, same_bytes, string_buffers
 
@@ -357,7 +358,7 @@ def _mapped(layout: Layout, con) -> dict[str, np.ndarray]:
     import hashlib
     import json
 
-    meta = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
+    meta = history_built(con)
     folder = index_folder(con) if meta else None
     if folder is None:
         return build(layout, con, None)

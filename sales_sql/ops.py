@@ -69,12 +69,8 @@ def doctor(db_path: str, settings: Settings) -> list[Outcome]:
 
 
 def _history(con, settings: Settings, db_path: str) -> Outcome:
-    built = dict(con.execute("SELECT key, value FROM sales_sql_meta WHERE key LIKE 'history_%'").fetchall())
-    if built.get("history_settings") != db.history_signature(settings):
-        why = "was built with other class thresholds (or by an older sales_sql)"
-    elif built.get("history_invoices") != db.invoices_signature(con):
-        why = "is older than the invoices (lines were added or edited outside sales_sql)"
-    else:
+    why = db.history_stale(con, settings)
+    if why is None:
         return Outcome("history", OK, "current with the invoices and the settings")
     return Outcome("history", WARN, f"the history table {why}; predictions read it as it is",
                    f"any command that opens the file for writing rebuilds it, e.g. sales-sql drift {db_path}")

@@ -282,20 +282,21 @@ class Predictor:
                 found = self.source.load(self.settings)
             except Busy as e:
                 if self._model is not None:
-                    self._say(f"the file is being written ({why(e.cause)}); the history read before answers until "
-                              "it is done")
+                    self._say(f"sales_sql predictions keep the history read before while the file is being written "
+                              f"({why(e.cause)})")
                     return self._model
                 found = read_failed(e.version, e.cause)
             if found.source != MODEL:
-                self._say(found.reason)
+                self._say(f"sales_sql predictions use the fallback heuristic: {found.reason}")
             if found.source != READ_FAILED:
                 self._model, self._stamp = found, stamp
             return found
 
-    def _say(self, reason: str) -> None:
-        if reason not in self._warned:
-            self._warned.add(reason)
-            log.warning("sales_sql predictions use the fallback heuristic: %s", reason)
+    def _say(self, message: str) -> None:
+        """Log a warning once per message (a predictor answers many calls)."""
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
 
     def predict(self, day, branch, item, price, customer):
         """(class index per row or -1, probabilities float32 (n, 3), source index per row, model version or None,
