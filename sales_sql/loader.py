@@ -258,6 +258,9 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
         step("de-duplicate")
         with transaction(con):
             last_id = first_row(con, "SELECT coalesce(max(line_id), 0) FROM invoices")[0]
+            # a line already loaded has the same sale time (its key holds it): only invoices of the file's time span
+            # are probed, and DuckDB skips the row groups outside it (a day's load into ten years reads a day or so)
+            first, last = first_row(con, "SELECT min(sale_time), max(sale_time) FROM _stage WHERE reason IS NULL")
             con.execute(f"""
                 INSERT INTO invoices (sale_time, branch_id, invoice_number, item_code, quantity_sold, unit_price,
                                       customer_id, line_key, source_file, source_line)
@@ -270,9 +273,10 @@ def load_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, preset: str =
                 SELECT sale_time, branch_id, invoice_number, item_code, quantity_sold, unit_price, customer_id,
                        line_key, {quote_literal(str(path))}, line
                 FROM keyed  -- NOT EXISTS: DuckDB hashes the file's keys and probes invoices (NOT IN hashed every line)
-                WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.line_key = keyed.line_key)
+                WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.line_key = keyed.line_key
+                                  AND i.sale_time BETWEEN $first AND $last)
                 QUALIFY row_number() OVER (PARTITION BY line_key ORDER BY line) = 1
-                ORDER BY line""")
+                ORDER BY line""", {"first": first, "last": last})
             report.loaded, report.returns = first_row(
                 con, "SELECT count(*), count(*) FILTER (WHERE quantity_sold <= 0) FROM invoices WHERE line_id > ?",
                 [last_id])
