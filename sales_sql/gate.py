@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import definition
+from . import definition, inputs
 from .config import Settings
 from .definition import CLASSES
 from .duck import batches_of
@@ -18,7 +18,7 @@ from .serving import MODEL, Given, LoadedModel, Predictor, load
 
 BOOTSTRAP_ROUNDS = 4000
 BATCH_ROWS = 200_000
-LINES = ("SELECT sale_time, branch_id, item_code, unit_price, customer_id, {label} AS label FROM usable_lines "
+LINES = (f"SELECT {', '.join(inputs.NAMES)}, {{label}} AS label FROM usable_lines "
          "WHERE sale_day >= ? AND line_id <= ? ORDER BY line_id")
 
 
@@ -38,9 +38,9 @@ def predictions(con, settings: Settings, candidates: list[LoadedModel], cutoff, 
     try:
         rows = reader.sql(LINES.format(label=label), params=[cutoff, last_line_id]).to_arrow_reader(BATCH_ROWS)
         for rb in batches_of(rows, BATCH_ROWS):
-            truth.append(pc.index_in(rb.column(5), value_set=pa.array(CLASSES)).to_numpy(zero_copy_only=False))
+            truth.append(pc.index_in(rb.column("label"), value_set=pa.array(CLASSES)).to_numpy(zero_copy_only=False))
             for out, version in zip(predicted, answering):
-                out.append(version.predict(*rb.columns[:5])[0])
+                out.append(version.predict(*rb.columns[:len(inputs.NAMES)])[0])
     finally:
         reader.close()
     join = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731

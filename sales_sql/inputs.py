@@ -25,6 +25,10 @@ NAMES = ("sale_time", "branch_id", "item_code", "unit_price", "customer_id")
 SEED_NAMES = {"sale_time": "Date", "branch_id": "BranchID", "item_code": "ItemCode", "unit_price": "UnitPrice",
               "customer_id": "CustomerID"}
 REQUIRED = NAMES[:3]   # unit_price and customer_id may be left out
+SQL_ARGS = {"sale_time": "sale_date", "branch_id": "branch_id", "item_code": "item_code", "unit_price": "unit_price",
+            "customer_id": "customer_id"}   # the SQL functions' argument names
+UDF_TYPES = {"sale_time": "TIMESTAMP", "branch_id": "VARCHAR", "item_code": "VARCHAR", "unit_price": "DOUBLE",
+             "customer_id": "VARCHAR"}      # what the UDFs behind them take (DuckDB), after the macros' casts
 KEYS = ("branch_id", "item_code", "customer_id")
 # a time of day followed by a zone or an offset: Z, +09, -0500, +05:30 (the loader's test for zoned text too)
 ZONED_TEXT = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d(:?\d\d)?)$"
@@ -41,8 +45,10 @@ MACROS = {"predict_sales": "_sales_predict", "predict_sales_class": "_sales_clas
 
 
 def render_predict(definition=None) -> str:
-    """sql/predict.sql: the prediction macros, each with 3, 4 or 5 arguments (the definition does not enter)."""
-    args = ("sale_date", "branch_id", "item_code", "unit_price", "customer_id")
+    """sql/predict.sql: the prediction macros, each with the required arguments and then each optional one in turn
+    (the definition does not enter)."""
+    args = [SQL_ARGS[name] for name in NAMES]
+    counts = range(len(REQUIRED), len(NAMES) + 1)
     out = ["-- Rendered from sales_sql/inputs.py by `make sql`: edit the inputs there, not this file.\n"
            "-- The prediction functions: thin macros over the _sales_predict / _sales_class / _sales_explain UDFs\n"
            "-- (sales_sql/serving.py). Arguments are cast here (docs/sql.md): a sale date that does not cast gives a\n"
@@ -53,13 +59,13 @@ def render_predict(definition=None) -> str:
 
     def called(udf: str, n: int) -> str:
         cast = [SQL_CASTS[name].format(arg) for name, arg in zip(NAMES[:n], args[:n])]
-        return f"{udf}({', '.join(cast + ['NULL'] * (5 - n))})"
+        return f"{udf}({', '.join(cast + ['NULL'] * (len(NAMES) - n))})"
 
     for macro, udf in MACROS.items():
-        bodies = ",\n    ".join(f"({', '.join(args[:n])}) AS\n        {called(udf, n)}" for n in (3, 4, 5))
+        bodies = ",\n    ".join(f"({', '.join(args[:n])}) AS\n        {called(udf, n)}" for n in counts)
         out.append(f"CREATE OR REPLACE MACRO {macro}{bodies};\n")
     bodies = ",\n    ".join(f"({', '.join(args[:n])}) AS\n        predict_sales({', '.join(args[:n])}).proba"
-                           for n in (3, 4, 5))
+                           for n in counts)
     out.append(f"CREATE OR REPLACE MACRO predict_sales_proba{bodies};\n")
     return "\n".join(out)
 
@@ -67,15 +73,24 @@ def render_predict(definition=None) -> str:
 # ---- Arrow: Spark's functions and the pyfunc ---------------------------------------------------------------
 
 def arguments(args, zone: str) -> list[pa.Array]:
-    """The functions' 3 to 5 arguments (Arrow arrays) cast as the rules above say, in NAMES order."""
-    if not 3 <= len(args) <= 5:
-        raise TypeError(f"the prediction functions take 3 to 5 arguments (sale_date, branch_id, item_code[, "
-                        f"unit_price[, customer_id]]), not {len(args)}")
+    """The functions' arguments (Arrow arrays: the required ones, then any of the optional ones in order) cast as the
+    rules above say, one per name of NAMES (NULL for those left out)."""
+    if not len(REQUIRED) <= len(args) <= len(NAMES):
+        names = ", ".join(SQL_ARGS[name] for name in REQUIRED) + "".join(
+            f"[, {SQL_ARGS[name]}" for name in NAMES[len(REQUIRED):]) + "]" * (len(NAMES) - len(REQUIRED))
+        raise TypeError(f"the prediction functions take {len(REQUIRED)} to {len(NAMES)} arguments ({names}), not "
+                        f"{len(args)}")
     args = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in args]
-    n = len(args[0])
-    price = args[3] if len(args) > 3 else pa.nulls(n, pa.float64())
-    customer = args[4] if len(args) > 4 else pa.nulls(n, pa.string())
-    return [sale_times(args[0], zone), keys(args[1]), keys(args[2]), prices(price), keys(customer)]
+    given = args + [pa.nulls(len(args[0]), pa.float64() if name == "unit_price" else pa.string())
+                    for name in NAMES[len(args):]]
+    return [cast(name, values, zone) for name, values in zip(NAMES, given)]
+
+
+def cast(name: str, values: pa.Array, zone: str) -> pa.Array:
+    """One input's values as the serving code takes them (the rules above)."""
+    if name == "sale_time":
+        return sale_times(values, zone)
+    return prices(values) if name == "unit_price" else keys(values)
 
 
 def sale_times(values: pa.Array, zone: str) -> pa.Array:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from . import inputs
 from .config import Settings
 from .duck import batches_of, first_row, quote_ident
 from .serving import DatabaseFile, LoadedModel, Predictor, columns
@@ -20,8 +21,7 @@ class ScoreError(ValueError):
 
 def scoring_query(where: str | None) -> str:
     """The invoice lines to score; `where` must be a filter expression only (one SELECT, nothing else)."""
-    sql = ("SELECT line_id, sale_time, branch_id, item_code, unit_price, customer_id "
-           "FROM invoices")
+    sql = f"SELECT line_id, {', '.join(inputs.NAMES)} FROM invoices"
     if where:
         sql += f" WHERE ({where})"
     try:

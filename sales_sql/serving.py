@@ -298,14 +298,14 @@ class Predictor:
             self._warned.add(message)
             log.warning("%s", message)
 
-    def predict(self, day, branch, item, price, customer):
-        """(class index per row or -1, probabilities float32 (n, 3), source index per row, model version or None,
-        the Batch)."""
+    def predict(self, *columns):
+        """The inputs' columns (in inputs.NAMES order, cast) -> (class index per row or -1, probabilities float32
+        (n, 3), source index per row, model version or None, the Batch)."""
         model = self.model()
         with self._lock:
             self._active += 1
         try:
-            batch = Batch(model.index, day, branch, item, price, customer)
+            batch = Batch(model.index, *columns)
             if model.source == MODEL:
                 X = batch.matrix(model.plan)
                 if model.trees is not None:  # DuckDB's calls run side by side; a bulk batch splits over the cores
@@ -324,13 +324,13 @@ class Predictor:
                            SOURCES.index(INVALID_DATE)).astype(np.int8)
         return label, proba, sources, model.version if model.source == MODEL else None, batch
 
-    def class_arrow(self, day, branch, item, price, customer) -> pa.DictionaryArray:
-        label = self.predict(day, branch, item, price, customer)[0].astype(np.int8)
+    def class_arrow(self, *columns) -> pa.DictionaryArray:
+        label = self.predict(*columns)[0].astype(np.int8)
         # dictionary-encoded: DuckDB reads it as VARCHAR, and it is cheaper to build than strings
         return pa.DictionaryArray.from_arrays(pa.array(label, mask=label < 0), _CLASS_NAMES)
 
-    def predict_arrow(self, day, branch, item, price, customer) -> pa.StructArray:
-        label, p_low, p_medium, p_high, source, version = columns(*self.predict(day, branch, item, price, customer))
+    def predict_arrow(self, *inputs) -> pa.StructArray:
+        label, p_low, p_medium, p_high, source, version = columns(*self.predict(*inputs))
         proba = pa.StructArray.from_arrays([p_low, p_medium, p_high], fields=list(PROBA.arrow), mask=label.is_null())
         return pa.StructArray.from_arrays([label, proba, source, version],
                                           names=["label", "proba", "source", "model_version"])
@@ -338,13 +338,13 @@ class Predictor:
     def proba_arrow(self, *args) -> pa.StructArray:
         return self.predict_arrow(*args).field("proba")
 
-    def explain_arrow(self, day, branch, item, price, customer) -> pa.ListArray:
+    def explain_arrow(self, *columns) -> pa.ListArray:
         """Top contributions (XGBoost pred_contribs, log-odds of the predicted class) per row; hashed buckets
         are summed into one entry. Empty for fallback rows, NULL for invalid dates."""
         import xgboost as xgb  # contributions are XGBoost's own
 
         model = self.model()
-        batch = Batch(model.index, day, branch, item, price, customer)
+        batch = Batch(model.index, *columns)
         out = [None if not ok else [] for ok in batch.ok]
         if model.source == MODEL and batch.ok.any():
             if model.booster is None:  # the checked trees answer predictions; contributions need XGBoost

@@ -4,11 +4,13 @@ The modules behind them (numba's kernels: 0.5 s and 120 MB to import) are import
 connecting, loading and plain queries do without them."""
 from __future__ import annotations
 
+import inspect
 import threading
 
 import duckdb
 import pyarrow as pa
 
+from . import inputs
 from .config import Settings
 from .duck import invalidate
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, Struct
@@ -79,11 +81,14 @@ def register_prediction(con: duckdb.DuckDBPyConnection, settings: Settings) -> N
         return made[0]
 
     def calling(method):
-        def udf(day, branch, item, price, customer):  # DuckDB counts the parameters
-            return getattr(predictor(), method)(day, branch, item, price, customer)
+        def udf(*columns):
+            return getattr(predictor(), method)(*columns)
+        # DuckDB counts a function's parameters: one per input
+        udf.__signature__ = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY)
+                                               for name in inputs.NAMES])
         return udf
 
-    args = ["TIMESTAMP", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"]
+    args = [inputs.UDF_TYPES[name] for name in inputs.NAMES]
     for name, method, returns in (("_sales_predict", "predict_arrow", PREDICTION.duckdb),
                                   ("_sales_class", "class_arrow", "VARCHAR"),
                                   ("_sales_explain", "explain_arrow", EXPLANATION.duckdb)):
