@@ -1,18 +1,26 @@
 """The sales-sql command: options and output over the library's calls (retrain also reads the data while MLflow
-starts, in a thread). Every outcome maps to one exit code (Contract, below; the codes and messages: errors.py)."""
+starts, in a thread). Every outcome maps to one exit code (Contract, below; the codes and messages: errors.py).
+
+Each command imports the modules it runs inside its own function: MLflow, XGBoost, numba's kernels and pyspark take
+seconds each to import, and `sales-sql load` or `query` should not wait for them."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import click
 import duckdb
 
 from . import db
-from .config import load_settings
-from .loader import PRESETS, load_file, parse_mapping
+from .config import DEFAULT_PATH, FIELDS, load_settings
 from .errors import DONE, FAILED, FINDING, Finding, cause
+from .loader import PRESETS, load_file, parse_mapping
 
 
 def step(text: str) -> None:
@@ -37,7 +45,6 @@ class Contract(click.Group):
             raise failed from None
         except (Exception, KeyboardInterrupt, click.Abort) as e:  # noqa: BLE001  the contract covers every failure
             if ctx.meta.get("sales_sql.debug"):
-                import traceback
 
                 traceback.print_exc()
             doing = ctx.meta.get("sales_sql.step")
@@ -121,9 +128,7 @@ def config(init, force):
 
     Example: sales-sql config --init sales_sql.toml && sales-sql retrain sales.duckdb --config sales_sql.toml
     """
-    from pathlib import Path
 
-    from .config import DEFAULT_PATH, FIELDS
 
     if init:
         target = Path(init)
@@ -153,7 +158,8 @@ def generate(out, lines, seed, start, days, drift_after, drift_strength):
 
     Example: sales-sql generate data/demo.parquet --lines 200000
     """
-    from .demo import generate as make, write
+    from .demo import generate as make
+    from .demo import write
 
     table = make(lines=lines, seed=seed, start=start, days=days, drift_after=drift_after,
                  drift_strength=drift_strength)
@@ -274,9 +280,9 @@ def drift(database, window, end, fmt, plot, no_save):
 
     Example: sales-sql drift sales.duckdb --window 30d --plot drift.png
     """
-    import json
 
-    from .monitor import check, plot as draw, save_report
+    from .monitor import check, save_report
+    from .monitor import plot as draw
 
     settings = _settings()
     days = None
@@ -347,7 +353,6 @@ def retrain(database, cutoff, rounds, resume, engine, input_dir, master, num_wor
 
     On Spark: sales-sql export sales.duckdb export/ && sales-sql retrain sales.duckdb --engine spark --input export/
     """
-    from concurrent.futures import ThreadPoolExecutor
 
     from .training import prepare
 
@@ -494,8 +499,6 @@ def serve(database, port, host, version, workers):
 
 def _findings(rows, fmt: str, head: tuple[str, str]) -> None:
     """doctor's checks or pipeline's steps: a table (with the fix under each row that has one), or JSON."""
-    import dataclasses
-    import json
 
     if fmt == "json":
         click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
@@ -520,9 +523,9 @@ def doctor(database, fmt):
 
     Example: sales-sql doctor sales.duckdb --format json
     """
-    import os
 
-    from .ops import OK, doctor as check_health
+    from .ops import OK
+    from .ops import doctor as check_health
 
     # a health check answers in seconds: no minutes of MLflow's HTTP retries against a server that is down
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

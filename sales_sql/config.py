@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from .definition import FEATURES, Definition
 
@@ -62,7 +63,6 @@ class Settings:
 
 
 def _is_zone(value: str) -> bool:
-    from zoneinfo import ZoneInfo
 
     try:
         ZoneInfo(value)

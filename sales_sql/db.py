@@ -4,6 +4,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -187,9 +190,6 @@ def export(con: duckdb.DuckDBPyConnection, folder: str | Path) -> dict[str, int]
     """Write the database's invoices as Parquet partitioned by month (FOLDER/invoices/sale_month=YYYY-MM/) and its
     history (FOLDER/history/kind=.../), what Spark reads (sales_sql.spark.create_views). Whole or not at all: into
     a temporary folder beside it, renamed at the end; FOLDER must not exist yet. Returns the rows written."""
-    import os
-    import shutil
-    import tempfile
 
     folder = Path(folder)
     if folder.exists():

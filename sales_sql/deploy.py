@@ -15,6 +15,7 @@ from .monitor import store_baseline
 from .serving import load_from_file
 from .store import RegistryError, production_version, read_version, set_alias
 
+
 def write_row(con, settings: Settings, version, booster_raw: bytes, spec: dict, metrics: dict,
                       new_status_of_active: str) -> None:
     """Inside the caller's transaction: retire (or roll back) the active row and add the new active one."""

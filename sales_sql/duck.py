@@ -12,7 +12,6 @@ import pyarrow as pa
 from .config import Settings, shipped
 from .definition import FIRST_TIME, LAST_TIME, RENDERED
 
-
 generation = 0  # bumped whenever a database may have new invoices or a new deployed model (serving.py reloads)
 
 

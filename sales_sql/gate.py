@@ -15,6 +15,7 @@ from .config import Settings
 from .definition import CLASSES
 from .duck import batches_of
 from .serving import MODEL, Given, LoadedModel, Predictor, load
+from .training import evaluate, scores
 
 BOOTSTRAP_ROUNDS = 4000
 BATCH_ROWS = 200_000
@@ -48,7 +49,6 @@ def predictions(con, settings: Settings, candidates: list[LoadedModel], cutoff, 
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    from .training import evaluate
 
     return evaluate(y, pred)["macro_f1"]
 
@@ -57,7 +57,6 @@ def compare(y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, confiden
     """Both versions' macro-F1 on the same lines and the difference (candidate - champion) with its paired bootstrap
     interval at `confidence`. The lines fall into 27 cells (true class, candidate's class, champion's class), which
     is all either macro-F1 depends on, so a bootstrap resample of the lines is a multinomial draw over the cells."""
-    from .training import scores
 
     k = len(CLASSES)
     cells = np.bincount((y * k + candidate) * k + champion, minlength=k ** 3)

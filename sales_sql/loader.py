@@ -18,7 +18,7 @@ from . import inputs
 from .config import Settings, load_settings
 from .db import update_history
 from .definition import FIRST_TIME, LAST_TIME
-from .duck import first_row, quote_ident, quote_literal, transaction, invalidate
+from .duck import first_row, invalidate, quote_ident, quote_literal, transaction
 
 TARGETS = ("sale_time", "branch_id", "invoice_number", "item_code", "quantity_sold", "unit_price", "customer_id")
 REQUIRED = TARGETS[:5]

@@ -12,9 +12,15 @@ kind ever share a hash.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -22,8 +28,8 @@ import pyarrow.compute as pc
 from numba import njit
 
 from . import inputs
-from .duck import history_built
 from .definition import FIRST_DAY, LAST_DAY, Definition
+from .duck import history_built
 from .features import FNV_OFFSET, FNV_PRIME, fmix64, fnv, hash_kernel, same_bytes, string_buffers
 
 log = logging.getLogger("sales_sql")
@@ -317,8 +323,6 @@ INDEX_FORMAT = 1  # of the files: a change makes every process build them again
 def index_folder(con):
     """FILE.index beside con's database file (not made here), or None for an in-memory database or a folder that
     cannot be written."""
-    import os
-    from pathlib import Path
 
     path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]
     return Path(f"{path}.index") if path and os.access(Path(path).parent, os.W_OK) else None
@@ -328,10 +332,6 @@ def write_folder(done, write, earlier) -> OSError | None:
     """Make folder `done` in FILE.index/ with write(folder): whole or not at all (another process may finish first),
     then remove the folders there for which earlier(path) holds (processes that map their files keep the pages).
     The error when it cannot be written."""
-    import os
-    import shutil
-    import tempfile
-    from pathlib import Path
 
     tmp = None
     try:
@@ -355,8 +355,6 @@ def write_folder(done, write, earlier) -> OSError | None:
 def _mapped(layout: Layout, con) -> dict[str, np.ndarray]:
     """The index arrays of the history in con's database: mapped from their files, built into them first when
     this version of history has none, or built in memory when there is no file or folder to write."""
-    import hashlib
-    import json
 
     meta = history_built(con)
     folder = index_folder(con) if meta else None

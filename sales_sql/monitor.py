@@ -117,7 +117,7 @@ def save_report(con, settings: Settings, report: DriftReport) -> None:
 def plot(con, settings: Settings, report: DriftReport, path) -> int:
     """Per drifted ks / chi2 feature, baseline and window distributions side by side (PNG). Uses the window
     of the check just run on `con`. Returns the number of panels."""
-    import matplotlib
+    import matplotlib  # seconds: only when a plot is asked for
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -18,6 +18,7 @@ from .config import Settings
 from .errors import cause, held
 from .loader import LoadError, file_sha256, load_file
 from .monitor import check
+from .serving import MISMATCH, MODEL, NO_MODEL, READ_FAILED, UNSERVABLE, load_from_file
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 SALES_SQL_TABLES = ("invoices", "rejected_rows", "load_log", "sales_sql_meta", "history", "history_daily",
@@ -77,7 +78,6 @@ def _history(con, settings: Settings, db_path: str) -> Outcome:
 
 
 def _model(con, settings: Settings, db_path: str) -> Outcome:
-    from .serving import MISMATCH, MODEL, NO_MODEL, READ_FAILED, UNSERVABLE, load_from_file
 
     model = load_from_file(con, settings)
     retrain = f"sales-sql retrain {db_path} && sales-sql promote {db_path}"
@@ -97,7 +97,7 @@ def _model(con, settings: Settings, db_path: str) -> Outcome:
 
 
 def _registry(con, settings: Settings, db_path: str) -> Outcome:
-    from . import registry
+    from . import registry  # MLflow (seconds): doctor's other checks and a pipeline's load do without it
 
     row = duck.deployed_row(con, settings.model_name)
     deployed = row[0] if row else None
@@ -210,7 +210,7 @@ def pipeline(db_path: str, files, settings: Settings, *, cutoff: str | None = No
     promote through the gate, then check drift over the latest window (saved only when something changed).
     Returns one Outcome per step: status done, skipped, refused (the gate), drift, or failed (the last one).
     `limit(con)`: sets DuckDB's memory limit on the open file (the CLI's --memory-limit)."""
-    from . import registry
+    from . import registry  # MLflow (seconds): doctor's other checks and a pipeline's load do without it
 
     steps: list[Outcome] = []
     con = open_waiting(db_path, settings, wait, say)

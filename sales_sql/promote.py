@@ -14,11 +14,19 @@ from mlflow.entities import Metric
 
 from . import db, duck, gate
 from .config import Settings
+from .db import TRAINED_THROUGH
 from .deploy import deploy
 from .serving import history_index
-from .db import TRAINED_THROUGH
-from .store import (RegistryError, macro_f1_of, mlflow_client, production_version, read_version, registered_versions,
-                    store_missing, tracking_uri)
+from .store import (
+    RegistryError,
+    macro_f1_of,
+    mlflow_client,
+    production_version,
+    read_version,
+    registered_versions,
+    store_missing,
+    tracking_uri,
+)
 
 
 class GateRefused(RegistryError):

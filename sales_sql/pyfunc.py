@@ -20,9 +20,9 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import duckdb
+import mlflow
 import numpy as np
 import pandas as pd
-import mlflow
 import pyarrow as pa
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature

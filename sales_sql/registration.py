@@ -22,16 +22,17 @@ from mlflow.entities import Metric
 
 from . import db, duck
 from .config import Settings
+from .db import TRAINED_THROUGH
 from .definition import CLASSES
 from .monitor import store_baseline
 from .pyfunc import log_model, mark_version
-from .db import TRAINED_THROUGH
 from .store import BASELINE_ARTIFACT, COMPLETE, RegistryError, experiment_id, mlflow_client
 from .training import baseline_table, evaluate, prepare, run_key, train, xgb_params
 from .trees import depths
 
+
 def _plots(metrics: dict, booster: xgb.Booster, directory: Path) -> list[Path]:
-    import matplotlib
+    import matplotlib  # seconds (warm_up imports it early, in a thread)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -5,11 +5,22 @@ what predictions use. Importing it imports MLflow (seconds): the query path neve
 """
 from mlflow.exceptions import MlflowException
 
+from .db import TRAINED_THROUGH
 from .promote import GateRefused, list_models, promote, rollback
 from .registration import RetrainResult, retrain, warm_up
-from .db import TRAINED_THROUGH
-from .store import (ALIAS, COMPLETE, RegistryError, find_version, mlflow_client, production_version,
-                    read_version, registered_versions, store_failed, tracking_uri, unfinished)
+from .store import (
+                    ALIAS,
+                    COMPLETE,
+                    RegistryError,
+                    find_version,
+                    mlflow_client,
+                    production_version,
+                    read_version,
+                    registered_versions,
+                    store_failed,
+                    tracking_uri,
+                    unfinished,
+)
 from .training import TrainingError
 
 __all__ = ["ALIAS", "COMPLETE", "GateRefused", "MlflowException", "RegistryError", "RetrainResult", "TRAINED_THROUGH",

@@ -21,7 +21,18 @@ import socket
 import sys
 from pathlib import Path
 
-from .config import Settings
+import duckdb
+import mlflow
+import pandas as pd
+import uvicorn
+from fastapi.responses import Response
+from mlflow.pyfunc import scoring_server
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
+from . import duck, registry
+from .config import Settings, load_settings
+from .serving import MODEL
 
 MODEL_ENV = "SALES_SQL_SERVE_MODEL"  # the model URI each worker loads (uvicorn starts workers as new processes)
 
@@ -38,11 +49,6 @@ def model_uri(settings: Settings, version: str) -> str:
 def check(database: str, settings: Settings, version: str):
     """What serving DATABASE needs, checked before the port opens (ServeError with the reason and the fix): returns
     the loaded pyfunc, answering from the model."""
-    import duckdb
-
-    from . import duck, registry
-    from .serving import MODEL
-
     if not Path(database).is_file():
         raise ServeError(f"{database} does not exist; serve the database file that `sales-sql load` wrote")
     try:
@@ -61,7 +67,6 @@ def check(database: str, settings: Settings, version: str):
             con.close()
     client = registry.mlflow_client(database, existing=True)  # RegistryError: no store beside the file
     found = registry.find_version(client, settings, version)  # RegistryError: no such version or alias
-    import mlflow
 
     try:
         model = mlflow.pyfunc.load_model(model_uri(settings, version), model_config=model_config(database, settings))
@@ -82,11 +87,6 @@ def model_config(database: str, settings: Settings) -> dict:
 
 def application(model):
     """MLflow's scoring app over the loaded pyfunc, with /ready, CSV bodies and one-line errors."""
-    from fastapi.responses import Response
-    from mlflow.pyfunc import scoring_server
-
-    from .serving import MODEL
-
     app = scoring_server.init(model)
     lines = model.unwrap_python_model()
     lines.refuse = True  # a request with a bad line gets a 400 naming it, not NULL answers
@@ -106,11 +106,6 @@ def application(model):
 def create():
     """The app of one worker (uvicorn's factory): the model named by the environment `serve` set. A worker that
     cannot load it exits as uvicorn's start-up failure, which stops the supervisor (not restarted forever)."""
-    import mlflow
-    from uvicorn.config import STARTUP_FAILURE
-
-    from .config import load_settings
-
     try:
         settings = load_settings(os.environ.get("SALES_SQL_CONFIG") or None)
         config = model_config(os.environ["SALES_SQL_DATABASE"], settings)
@@ -199,8 +194,6 @@ def one_line(body: bytes) -> dict:
 
 def csv_as_json(body: bytes) -> bytes:
     """A CSV body (a header line, then one invoice line a row) as MLflow's JSON request, every cell as text."""
-    import pandas as pd
-
     try:
         frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, na_values=[""])
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -213,10 +206,6 @@ def csv_as_json(body: bytes) -> bytes:
 def run(database: str, settings: Settings, version: str, host: str, port: int, workers: int, say) -> bool:
     """Check, then answer on host:port until SIGTERM or SIGINT; True when stopped by one, False when the server
     stopped by itself (a worker that could not start)."""
-    import uvicorn
-
-    from . import registry
-
     model = check(database, settings, version)
     try:  # the port, bound here: a port in use is one line, not uvicorn's exit
         sock = listening(host, port)
@@ -272,7 +261,6 @@ def listening(host: str, port: int) -> socket.socket:
 
 
 def _supervisor():
-    from uvicorn.supervisors import Multiprocess
 
     class Supervisor(Multiprocess):
         """uvicorn's supervisor of --workers, noting a requested stop (it also stops when a worker cannot start)."""

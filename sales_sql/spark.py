@@ -146,7 +146,7 @@ def _register_hash(spark, settings: Settings) -> None:
     buckets = settings.buckets
 
     def hash_features(branch, item):
-        from .features import hash_matrix
+        from .features import hash_matrix  # numba's kernels: on an executor's first call
 
         flat = pa.array(hash_matrix(branch, item, buckets).ravel())
         return pa.ListArray.from_arrays(pa.array(np.arange(0, len(flat) + 1, buckets, dtype=np.int32)), flat)
@@ -312,7 +312,7 @@ def _quantile_day(spark, fraction: float, where: str = "TRUE") -> dt.date | None
 
 def choose_cutoff(spark, settings: Settings, cutoff: str | None = None) -> dt.date:
     """training.choose_cutoff on Spark's usable_lines (the same day for the same lines)."""
-    from .training import TrainingError, given_cutoff
+    from .training import TrainingError, given_cutoff  # XGBoost (2 s): training only
 
     day = given_cutoff(settings, cutoff) or _quantile_day(spark, 1 - settings.valid_fraction)
     if day is None:
@@ -397,9 +397,9 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
 def classifier_for(settings: Settings, workers: int, early_stopping: bool):
     """The SparkXGBClassifier of a retrain: training.xgb_params under the estimator's names (one mapping, so the run
     record says what ran), on the features, label, class weight and early-stopping slice of retrain's data."""
-    from xgboost.spark import SparkXGBClassifier
+    from xgboost.spark import SparkXGBClassifier  # XGBoost (2 s): training only
 
-    from .training import xgb_params
+    from .training import xgb_params  # XGBoost (2 s): training only
 
     names = {"eta": "learning_rate", "seed": "random_state"}  # the rest keep their names; the estimator sets the
     params = {names.get(k, k): v for k, v in xgb_params(settings).items()  # objective and its workers' threads
@@ -422,7 +422,7 @@ def _validate(spark, valid, booster) -> tuple[np.ndarray, float]:
     raw = spark.sparkContext.broadcast(bytes(booster.save_raw("ubj")))
 
     def score(batches):
-        import xgboost as xgb
+        import xgboost as xgb  # on the executors, for this job
 
         model = xgb.Booster()
         model.load_model(bytearray(raw.value))

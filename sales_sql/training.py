@@ -23,8 +23,10 @@ import xgboost as xgb
 
 from . import definition, scratch
 from .config import Settings
+from .db import opened
 from .definition import CLASSES
-from .duck import first_row
+from .duck import batches_of, first_row, sql_text
+from .lookups import Batch, HistoryIndex, LayoutError
 
 BASELINE_ROWS = 100_000  # the drift baseline: a seeded sample of the training lines, with the model's classes
 
@@ -123,8 +125,6 @@ def batches(con, settings: Settings, spec: dict, where: str, params: list | None
     training view's values bit for bit, by test, in a quarter of the time), or read from training_set when the
     kernels cannot serve the definition. Lines with infinite features stop it with a TrainingError. `index`: the
     HistoryIndex of con's history, when the caller has it."""
-    from .duck import batches_of
-    from .lookups import Batch, HistoryIndex, LayoutError
 
     try:
         index = index or HistoryIndex.of(settings.definition, con)
@@ -244,7 +244,6 @@ def load_dataset(con, settings: Settings, cutoff: str | None = None) -> Dataset:
     keep = np.sort(np.random.default_rng(settings.seed).choice(n, BASELINE_ROWS, replace=False)) \
         if n > BASELINE_ROWS else np.arange(n)
     weights = class_weights([by_class.get(c, 0) for c in CLASSES], settings.class_weight)
-    from .lookups import HistoryIndex, LayoutError
 
     try:  # one index for every pass (two per slice)
         index = HistoryIndex.of(settings.definition, con)
@@ -294,8 +293,6 @@ def refuse_infinite(table: pa.Table, X: np.ndarray, spec: dict) -> None:
 def prepare(db_path: str, settings: Settings, cutoff: str | None = None) -> tuple[Dataset, dict]:
     """Read and split the training data of a database file and score both baselines on its test slice. (The file
     opens for writing: a history built for other settings or another feature definition is rebuilt first.)"""
-    from .db import opened
-    from .duck import sql_text
 
     with opened(db_path, settings=settings) as con:
         data = load_dataset(con, settings, cutoff)

@@ -21,7 +21,7 @@ def per_row(name: str, struct: Struct):
     fields, arrow_type = struct.names, struct.arrow
 
     def udf(current, baseline):
-        from . import drift
+        from . import drift  # scipy: on the first call
 
         test = getattr(drift, name)
         current = current.combine_chunks() if isinstance(current, pa.ChunkedArray) else current
@@ -50,7 +50,7 @@ def register_udfs(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     buckets = settings.buckets
 
     def hash_features(branch_id, item_code):
-        from .features import hash_features_arrow
+        from .features import hash_features_arrow  # numba's kernels: on the first call
 
         return hash_features_arrow(branch_id, item_code, buckets)
 
