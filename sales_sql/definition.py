@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,9 +312,11 @@ DROP TABLE _history_keys;
 """
 
 
-def render_training_set(definition: Definition) -> str:
+def render_training_set(definition: Definition, asof_join: bool = True) -> str:
     """sql/training_set.sql: one row per usable line with its label and every feature, history as of the day
-    before (ASOF joins)."""
+    before (ASOF joins). Without `asof_join` (for Spark, which has none: render_spark_training_set), each line is put
+    once per key kind into that key's timeline beside the key's history rows, and the latest history row before it is
+    the last one seen in (day, lines first) order."""
     two = [k for k in definition.kinds if len(k.columns) > 1]
     keys = "".join(f",\n           {_key_sql(k)} AS {k.name}_key" for k in two)
     unknown = [fn for _, fn in definition.calendar if fn not in CALENDAR_SQL]
@@ -327,12 +328,32 @@ def render_training_set(definition: Definition) -> str:
                        for name, kind in definition.price_ratios)
     history = ",\n".join(
         "    " + ", ".join([f"{k.prefix}.{s} AS {k.prefix}_{s}" for s in k.stats] +
-                           ([f"l.sale_day - {k.prefix}.sale_day AS {k.prefix}_days_since"] if k.days_since else []))
+                           ([(f"l.sale_day - {k.prefix}.sale_day" if asof_join else
+                              f"date_diff('day', {k.prefix}.sale_day, l.sale_day)") + f" AS {k.prefix}_days_since"]
+                            if k.days_since else []))
         for k in definition.kinds)
-    joins = "\n".join(
-        f"ASOF LEFT JOIN (FROM history WHERE kind = '{k.name}') {k.prefix}\n"
-        f"       ON {k.prefix}.key = l.{k.name + '_key' if len(k.columns) > 1 else k.columns[0]} "
-        f"AND l.sale_day > {k.prefix}.sale_day" for k in definition.kinds)
+    key = {k.name: k.name + '_key' if len(k.columns) > 1 else k.columns[0] for k in definition.kinds}
+    timeline = ""
+    if asof_join:
+        joins = "\n".join(f"ASOF LEFT JOIN (FROM history WHERE kind = '{k.name}') {k.prefix}\n"
+                          f"       ON {k.prefix}.key = l.{key[k.name]} AND l.sale_day > {k.prefix}.sale_day"
+                          for k in definition.kinds)
+    else:
+        stats = ", ".join(f"{x} := {x}" for x in ["sale_day"] + [s.name for s in definition.statistics])
+        probes = "\n    UNION ALL\n".join(
+            f"    SELECT '{k.name}' AS kind, {key[k.name]} AS key, sale_day, 0 AS tag, line_id, NULL AS h\n"
+            f"    FROM lines WHERE {' AND '.join(f'{c} IS NOT NULL' for c in k.columns)}" for k in definition.kinds)
+        timeline = f""", timeline AS (  -- per kind and key: its lines (tag 0) and its history rows (tag 1)
+{probes}
+    UNION ALL
+    SELECT kind, key, sale_day, 1 AS tag, NULL AS line_id, struct_pack({stats}) AS h FROM history
+), asof AS (
+    SELECT kind, tag, line_id, last_value(h IGNORE NULLS) OVER (PARTITION BY kind, key ORDER BY sale_day, tag
+                                                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS h
+    FROM timeline
+)"""
+        joins = "\n".join(f"LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = '{k.name}') {k.prefix}\n"
+                          f"       ON {k.prefix}.line_id = l.line_id" for k in definition.kinds)
     b, i = definition.hashed
     return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
 -- training_set: one row per usable invoice line with its label and every model feature. Calendar and hashed
@@ -342,7 +363,7 @@ CREATE OR REPLACE VIEW training_set AS
 WITH lines AS (
     SELECT *{keys}
     FROM usable_lines
-)
+){timeline}
 SELECT
     l.line_id, l.sale_time, l.sale_day, l.branch_id, l.item_code, l.customer_id, l.quantity_sold,
     {label_sql("l.quantity_sold")} AS label,
@@ -358,55 +379,53 @@ FROM lines l
 
 # ---- the same tables in Spark SQL ------------------------------------------------------------------------------
 
-# DuckDB's SQL as Spark SQL, for the statements sales_sql writes (not a general translator): tables become temporary
-# views, HUGEINT a DECIMAL(38,0), TIMESTAMP the time without a zone, and the few functions whose names differ
-_SPARK = ((r"CREATE OR REPLACE (?:TEMP )?(?:TABLE|VIEW)", "CREATE OR REPLACE TEMPORARY VIEW"),
-          (r"\bHUGEINT\b", "DECIMAL(38,0)"), (r"\bVARCHAR\b", "STRING"), (r"\bTIMESTAMP\b", "TIMESTAMP_NTZ"),
-          (r"\bisodow\(([\w.]+)\)", r"(weekday(\1) + 1)"), (r"\blist\(", "collect_list("),
-          (r"\(FROM (\w+)\)", r"(SELECT * FROM \1)"), (r"\bAS FROM (\w+)", r"AS SELECT * FROM \1"))
+def spark_sql(sql: str, read: str = "duckdb") -> list[tuple[str | None, str]]:
+    """sales_sql's SQL (DuckDB's, or Spark's with `read="spark"`) as Spark SQL statements: (the name a statement
+    creates, or None; its text). Parsed and written by sqlglot (pinned in the spark extra), with sales_sql's own rules
+    on the parsed statements: tables and views are temporary views (Spark works on views over the export), HUGEINT a
+    DECIMAL(38,0), isodow Spark's weekday + 1, a difference of days datediff(end, start), and $names stay templates."""
+    import sqlglot  # pure Python, about 0.2 s: only where Spark SQL is made
+    from sqlglot import exp
+
+    def rule(node):
+        if isinstance(node, exp.Create) and node.kind in ("TABLE", "VIEW"):
+            node.set("kind", "VIEW")
+            node.set("replace", True)
+            node.set("properties", exp.Properties(expressions=[exp.TemporaryProperty()]))
+        if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
+            return exp.DataType.build("DECIMAL(38,0)")
+        if isinstance(node, exp.DayOfWeekIso):
+            return exp.paren(exp.Add(this=exp.func("weekday", node.this), expression=exp.Literal.number(1)))
+        if isinstance(node, exp.DateDiff):
+            return exp.func("datediff", node.this, node.expression)  # DuckDB's date_diff('day', start, end)
+        if isinstance(node, exp.Placeholder):
+            return exp.var(f"${node.name}")  # filled from the settings after (duck.fill)
+        return node
+
+    out = []
+    for tree in sqlglot.parse(sql, read=read):
+        if tree is not None:
+            tree = tree.transform(rule)
+            made = tree.this.name if isinstance(tree, exp.Create) else None
+            out.append((made, tree.sql(dialect="spark", pretty=True)))
+    return out
 
 
-def spark_dialect(sql: str) -> str:
-    """One of sales_sql's DuckDB statements in Spark SQL."""
-    for pattern, replacement in _SPARK:
-        sql = re.sub(pattern, replacement, sql)
-    return sql
+def _spark_file(statements: list[tuple[str | None, str]], about: str) -> str:
+    return (f"-- Spark SQL: {about} through definition.spark_sql (sqlglot); `make sql` writes it.\n"
+            + "".join(f"{text};\n\n" for _, text in statements).rstrip("\n") + "\n")
 
 
 def render_spark_history(definition: Definition) -> str:
     """sql/spark/history.sql: history_daily and history as Spark views, the statements of sql/history.sql."""
-    return spark_dialect(render_history(definition).replace(" `make sql`", " `make sql` (for Spark SQL)"))
+    return _spark_file(spark_sql(render_history(definition)), "the statements of sql/history.sql")
 
 
 def render_spark_training_set(definition: Definition) -> str:
-    """sql/spark/training_set.sql: the training_set view of sql/training_set.sql in Spark SQL. Spark has no ASOF
-    join (it is behind a flag): each line is put once per key kind into that key's timeline beside the key's
-    history rows, and the latest history row before it is the last one seen in (day, lines first) order."""
-    duck = spark_dialect(render_training_set(definition))
-    head, _, rest = duck.partition("FROM lines l\n")
-    stats = ", ".join(["sale_day"] + [s.name for s in definition.statistics])
-    probes = "\n    UNION ALL\n".join(
-        f"    SELECT '{k.name}' AS kind, {k.name + '_key' if len(k.columns) > 1 else k.columns[0]} AS key, sale_day, "
-        f"0 AS tag, line_id, NULL AS h\n    FROM lines WHERE "
-        + " AND ".join(f"{c} IS NOT NULL" for c in k.columns) for k in definition.kinds)
-    joins = "\n".join(f"LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = '{k.name}') {k.prefix}\n"
-                      f"       ON {k.prefix}.line_id = l.line_id" for k in definition.kinds)
-    head = head.replace("\n)\nSELECT\n", f"""
-), timeline AS (  -- per kind and key: its lines (tag 0) and its history rows (tag 1)
-{probes}
-    UNION ALL
-    SELECT kind, key, sale_day, 1 AS tag, NULL AS line_id, struct({stats}) AS h FROM history
-), asof AS (
-    SELECT kind, tag, line_id, last(h, true) OVER (PARTITION BY kind, key ORDER BY sale_day, tag
-                                                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS h
-    FROM timeline
-)
-SELECT
-""", 1)
-    head = re.sub(r"l\.sale_day - (\w+)\.sale_day", r"datediff(l.sale_day, \1.sale_day)", head)
-    head = head.replace("(ASOF join)", "(Spark has no ASOF join:\n-- the timeline and asof below)")
-    head = head.replace("`make sql`", "`make sql` (for Spark SQL)")
-    return f"{head}FROM lines l\n{joins};\n"
+    """sql/spark/training_set.sql: the training_set view in Spark SQL, its as-of look-up a window over each key's
+    timeline (Spark has no ASOF join)."""
+    return _spark_file(spark_sql(render_training_set(definition, asof_join=False)),
+                       "the training_set view, its as-of look-up over each key's timeline")
 
 
 RENDERED = {"history": render_history, "history_update": render_history_update, "predict": render_predict,

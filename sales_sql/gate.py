@@ -30,7 +30,7 @@ def candidate(settings: Settings, index, unservable: str, version: int, raw: byt
 
 
 def predictions(con, settings: Settings, candidates: list[LoadedModel], cutoff, last_line_id: int):
-    """(true class, [each deployment's predicted class]) of the usable lines from the day `cutoff` up to line
+    """(true class, [each candidate's predicted class]) of the usable lines from the day `cutoff` up to line
     `last_line_id`, in line order, batch by batch through serving's Predictor (the features and trees of SQL)."""
     label = definition.label_sql("quantity_sold", settings.low_max, settings.medium_max)
     reader = con.cursor()

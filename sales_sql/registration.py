@@ -5,6 +5,7 @@ baseline. Both engines' retrains register here.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import tempfile
@@ -204,7 +205,8 @@ def _unregister_unfinished(client: MlflowClient, settings: Settings, run_id: str
         for v in client.search_model_versions(f"name='{settings.model_name}' and run_id='{run_id}'"):
             if COMPLETE not in v.tags:
                 client.delete_model_version(settings.model_name, v.version)
-    except Exception:  # noqa: BLE001  the first failure is the one to report; doctor flags what stays behind
-        pass
+    except Exception as e:  # noqa: BLE001  the first failure is the one raised; doctor flags what stays behind
+        logging.getLogger("sales_sql").warning("the unfinished versions of run %s could not be deleted (%s: %s); "
+                                               "`sales-sql doctor` lists them", run_id, type(e).__name__, e)
 
 

@@ -19,7 +19,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import sys
 import threading
 import warnings
@@ -33,7 +32,7 @@ import pyarrow as pa
 from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
 from .db import opened
-from .definition import CLASSES, FEATURES, FIRST_TIME, LAST_TIME, RENDERED, spark_dialect
+from .definition import CLASSES, FEATURES, RENDERED, spark_sql
 from .monitor import COLUMNS, DriftError, drift_values
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
 from .udfs import per_row
@@ -73,27 +72,29 @@ def stop(spark) -> None:
 
 # ---- SQL --------------------------------------------------------------------------------------------------------
 
-def sql_text(name: str, settings: Settings, **values) -> str:
-    """Spark SQL of history / training_set (sql/spark/, rendered from the definition), usable_lines (schema.sql's
-    view) and drift (sql/drift.sql), with the settings and `values` filled in as duck.sql_text does."""
+def statements(name: str, settings: Settings, **values) -> list[tuple[str | None, str]]:
+    """The Spark SQL statements (each: the name it creates or None, its text) of history / training_set (sql/spark/,
+    rendered from the definition), usable_lines (schema.sql's view), drift and baselines, with the settings and
+    `values` filled in as duck.sql_text does: definition.spark_sql parses and writes them (no text is rewritten)."""
     if f"spark/{name}" in RENDERED:
-        text = RENDERED[f"spark/{name}"](settings.definition)
-    elif name == "usable_lines":
-        schema = shipped("sql/schema.sql").read_text("utf-8")
-        text = spark_dialect(re.search(r"CREATE OR REPLACE VIEW usable_lines AS.*?;", schema, re.S).group(0))
-    else:
-        text = spark_dialect(shipped(f"sql/{name}.sql").read_text("utf-8"))
-    return duck.fill(text, settings, first_time=spark_dialect(FIRST_TIME), last_time=spark_dialect(LAST_TIME),
-                     **values)
+        return spark_sql(duck.fill(RENDERED[f"spark/{name}"](settings.definition), settings, **values), read="spark")
+    if name == "usable_lines":
+        schema = duck.fill(shipped("sql/schema.sql").read_text("utf-8"), settings)
+        return [s for s in spark_sql(schema) if s[0] == "usable_lines"]
+    return spark_sql(duck.sql_text(name, settings, **values))
 
 
-def run_sql(spark, text: str):
-    """Each statement of a script (they end with ';' at a line's end); the last one's DataFrame."""
+def sql_text(name: str, settings: Settings, **values) -> str:
+    """The Spark SQL of a one-statement file (sql/baselines.sql), as duck.sql_text gives DuckDB's."""
+    (_, text), = statements(name, settings, **values)
+    return text
+
+
+def run_sql(spark, script: list[tuple[str | None, str]]):
+    """Each statement of a script (statements()); the last one's DataFrame."""
     out = None
-    for statement in re.split(r";\s*\n", text.strip().rstrip(";")):
-        body = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--")).strip()
-        if body:
-            out = spark.sql(body)
+    for _, text in script:
+        out = spark.sql(text)
     return out
 
 
@@ -118,7 +119,7 @@ def create_views(spark, invoices, settings: Settings | None = None) -> None:
     _register_hash(spark, settings)
     spark.sql("UNCACHE TABLE IF EXISTS history")  # of invoices loaded before
     for name in ("usable_lines", "history", "training_set"):
-        run_sql(spark, sql_text(name, settings))
+        run_sql(spark, statements(name, settings))
     spark.sql("CACHE LAZY TABLE history")
 
 
@@ -289,16 +290,15 @@ def drift(spark, settings: Settings | None = None, *, window_days: int | None = 
     spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW drift_window AS SELECT * FROM usable_lines WHERE sale_day "
               f"BETWEEN DATE '{start.isoformat()}' AND DATE '{end.isoformat()}'")
     metrics = _METRICS.get(spark.sparkContext.applicationId, {})
-    text = sql_text("drift", settings, **drift_values(settings, version, metrics))
-    head, _, report = text.rpartition("CREATE OR REPLACE TEMPORARY VIEW drift_current_rows AS SELECT * FROM "
-                                      "drift_current;")
-    run_sql(spark, head)
-    spark.sql("CREATE OR REPLACE TEMPORARY VIEW drift_current_rows AS SELECT * FROM drift_current")
-    spark.sql("CACHE TABLE drift_current_rows")  # predicted once, read by every test
+    script = statements("drift", settings, **drift_values(settings, version, metrics))
     try:
-        return [dict(zip(COLUMNS, row)) for row in run_sql(spark, report).collect()]
+        for made, text in script[:-1]:
+            spark.sql(text)
+            if made == "drift_current_rows":  # DuckDB's temporary table: a view, cached (predicted once, read by
+                spark.sql("CACHE TABLE drift_current_rows")  # every test)
+        return [dict(zip(COLUMNS, row)) for row in spark.sql(script[-1][1]).collect()]
     finally:
-        spark.sql("UNCACHE TABLE drift_current_rows")
+        spark.sql("UNCACHE TABLE IF EXISTS drift_current_rows")
 
 
 # ---- training ---------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 -- to line $last_line_id), learnt from the lines before the cut-off: the majority class, and the most frequent class
 -- of the same branch x item (else of the item, else the majority class). Ties go to the lower class (LOW, MEDIUM,
 -- HIGH). One row per (actual, mode, majority) with its count of lines: the confusion matrices of both. Run as it is
--- by DuckDB and, through definition.spark_dialect, by Spark.
+-- by DuckDB and, through definition.spark_sql, by Spark.
 WITH lines AS (
     SELECT branch_id, item_code, sale_day, $label AS label FROM usable_lines WHERE line_id <= $last_line_id
 ), counts AS (

@@ -62,7 +62,7 @@ def shop(tmp_path_factory, migrated_store):
 # each command, its arguments, and the function its main step calls (where the fault is injected)
 MATRIX = {
     "load": (["{db}", "{tmp}/more.parquet"], "sales_sql.loader.update_history"),
-    "retrain": (["{db}", "--models-dir", "{tmp}/models"], "sales_sql.registry.train"),
+    "retrain": (["{db}", "--models-dir", "{tmp}/models"], "sales_sql.registration.train"),
     "promote": (["{db}", "1", "--force", "--models-dir", "{tmp}/models"], "sales_sql.deploy.write_row"),
     "rollback": (["{db}", "--models-dir", "{tmp}/models"], "sales_sql.deploy.write_row"),
     "predict": (["{db}", "--into", "scored"], "sales_sql.scoring.columns"),

@@ -1,63 +1,220 @@
--- Rendered from sales_sql/definition.py by `make sql` (for Spark SQL): edit the definition, not this file.
--- training_set: one row per usable invoice line with its label and every model feature. Calendar and hashed
--- features come from the line's own day and keys; history features from the latest history row strictly before
--- the line's day (Spark has no ASOF join:
--- the timeline and asof below), NULL when the key has no earlier sale. The line's quantity makes the label only.
+-- Spark SQL: the training_set view, its as-of look-up over each key's timeline through definition.spark_sql (sqlglot); `make sql` writes it.
+/* Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file. */
+/* training_set: one row per usable invoice line with its label and every model feature. Calendar and hashed */
+/* features come from the line's own day and keys; history features from the latest history row strictly before */
+/* the line's day (ASOF join), NULL when the key has no earlier sale. The line's quantity makes the label only. */
 CREATE OR REPLACE TEMPORARY VIEW training_set AS
 WITH lines AS (
-    SELECT *,
-           branch_id || chr(31) || item_code AS branch_item_key,
-           customer_id || chr(31) || item_code AS customer_item_key
-    FROM usable_lines
-), timeline AS (  -- per kind and key: its lines (tag 0) and its history rows (tag 1)
-    SELECT 'branch_item' AS kind, branch_item_key AS key, sale_day, 0 AS tag, line_id, NULL AS h
-    FROM lines WHERE branch_id IS NOT NULL AND item_code IS NOT NULL
-    UNION ALL
-    SELECT 'item' AS kind, item_code AS key, sale_day, 0 AS tag, line_id, NULL AS h
-    FROM lines WHERE item_code IS NOT NULL
-    UNION ALL
-    SELECT 'branch' AS kind, branch_id AS key, sale_day, 0 AS tag, line_id, NULL AS h
-    FROM lines WHERE branch_id IS NOT NULL
-    UNION ALL
-    SELECT 'customer' AS kind, customer_id AS key, sale_day, 0 AS tag, line_id, NULL AS h
-    FROM lines WHERE customer_id IS NOT NULL
-    UNION ALL
-    SELECT 'customer_item' AS kind, customer_item_key AS key, sale_day, 0 AS tag, line_id, NULL AS h
-    FROM lines WHERE customer_id IS NOT NULL AND item_code IS NOT NULL
-    UNION ALL
-    SELECT kind, key, sale_day, 1 AS tag, NULL AS line_id, struct(sale_day, n, log_qty_mean, share_low, share_high, price_mean, day_n, day_log_qty_mean, n_28d, log_qty_mean_28d) AS h FROM history
+  SELECT
+    *,
+    branch_id || CHR(  31) || item_code AS branch_item_key,
+    customer_id || CHR(  31) || item_code AS customer_item_key
+  FROM usable_lines
+), timeline AS (
+  SELECT
+    'branch_item' AS kind,
+    branch_item_key AS key,
+    sale_day,
+    0 AS tag,
+    line_id,
+    NULL AS h
+  FROM lines
+  WHERE
+    NOT branch_id IS NULL AND NOT item_code IS NULL
+  UNION ALL
+  SELECT
+    'item' AS kind,
+    item_code AS key,
+    sale_day,
+    0 AS tag,
+    line_id,
+    NULL AS h
+  FROM lines
+  WHERE
+    NOT item_code IS NULL
+  UNION ALL
+  SELECT
+    'branch' AS kind,
+    branch_id AS key,
+    sale_day,
+    0 AS tag,
+    line_id,
+    NULL AS h
+  FROM lines
+  WHERE
+    NOT branch_id IS NULL
+  UNION ALL
+  SELECT
+    'customer' AS kind,
+    customer_id AS key,
+    sale_day,
+    0 AS tag,
+    line_id,
+    NULL AS h
+  FROM lines
+  WHERE
+    NOT customer_id IS NULL
+  UNION ALL
+  SELECT
+    'customer_item' AS kind,
+    customer_item_key AS key,
+    sale_day,
+    0 AS tag,
+    line_id,
+    NULL AS h
+  FROM lines
+  WHERE
+    NOT customer_id IS NULL AND NOT item_code IS NULL
+  UNION ALL
+  SELECT
+    kind,
+    key,
+    sale_day,
+    1 AS tag,
+    NULL AS line_id,
+    STRUCT(
+      sale_day AS sale_day,
+      n AS n,
+      log_qty_mean AS log_qty_mean,
+      share_low AS share_low,
+      share_high AS share_high,
+      price_mean AS price_mean,
+      day_n AS day_n,
+      day_log_qty_mean AS day_log_qty_mean,
+      n_28d AS n_28d,
+      log_qty_mean_28d AS log_qty_mean_28d
+    ) AS h
+  FROM history
 ), asof AS (
-    SELECT kind, tag, line_id, last(h, true) OVER (PARTITION BY kind, key ORDER BY sale_day, tag
-                                                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS h
-    FROM timeline
+  SELECT
+    kind,
+    tag,
+    line_id,
+    LAST_VALUE(h) IGNORE NULLS OVER (
+      PARTITION BY kind, key
+      ORDER BY sale_day NULLS LAST, tag NULLS LAST
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS h
+  FROM timeline
 )
 SELECT
-    l.line_id, l.sale_time, l.sale_day, l.branch_id, l.item_code, l.customer_id, l.quantity_sold,
-    CASE WHEN l.quantity_sold <= $low_max THEN 'LOW' WHEN l.quantity_sold <= $medium_max THEN 'MEDIUM' ELSE 'HIGH' END AS label,
-    (weekday(l.sale_day) + 1) AS day_of_week,
-    dayofmonth(l.sale_day) AS day_of_month,
-    month(l.sale_day) AS month,
-    dayofyear(l.sale_day) AS day_of_year,
-    CASE WHEN l.sale_time <> CAST(l.sale_day AS TIMESTAMP_NTZ) THEN hour(l.sale_time) END AS hour,
-    l.unit_price AS unit_price,
-    l.unit_price / item.price_mean AS price_vs_item,
-    l.unit_price / bi.price_mean AS price_vs_branch_item,
-    l.unit_price / ci.price_mean AS price_vs_customer_item,
-    l.unit_price / customer.price_mean AS price_vs_customer,
-    hash_features(l.branch_id, l.item_code) AS hashed,
-    bi.n AS bi_n, bi.log_qty_mean AS bi_log_qty_mean, bi.share_low AS bi_share_low, bi.share_high AS bi_share_high, bi.day_n AS bi_day_n, bi.day_log_qty_mean AS bi_day_log_qty_mean, bi.n_28d AS bi_n_28d, bi.log_qty_mean_28d AS bi_log_qty_mean_28d, datediff(l.sale_day, bi.sale_day) AS bi_days_since,
-    item.n AS item_n, item.log_qty_mean AS item_log_qty_mean, item.share_low AS item_share_low, item.share_high AS item_share_high, item.day_n AS item_day_n, item.day_log_qty_mean AS item_day_log_qty_mean, item.n_28d AS item_n_28d, item.log_qty_mean_28d AS item_log_qty_mean_28d, datediff(l.sale_day, item.sale_day) AS item_days_since,
-    branch.n AS branch_n, branch.log_qty_mean AS branch_log_qty_mean, branch.share_low AS branch_share_low, branch.share_high AS branch_share_high, branch.day_n AS branch_day_n, branch.day_log_qty_mean AS branch_day_log_qty_mean, branch.n_28d AS branch_n_28d, branch.log_qty_mean_28d AS branch_log_qty_mean_28d,
-    customer.n AS customer_n, customer.log_qty_mean AS customer_log_qty_mean, customer.share_low AS customer_share_low, customer.share_high AS customer_share_high, customer.day_n AS customer_day_n, customer.day_log_qty_mean AS customer_day_log_qty_mean, customer.n_28d AS customer_n_28d, customer.log_qty_mean_28d AS customer_log_qty_mean_28d, datediff(l.sale_day, customer.sale_day) AS customer_days_since,
-    ci.n AS ci_n, ci.log_qty_mean AS ci_log_qty_mean, ci.share_low AS ci_share_low, ci.share_high AS ci_share_high, ci.day_n AS ci_day_n, ci.day_log_qty_mean AS ci_day_log_qty_mean, ci.n_28d AS ci_n_28d, ci.log_qty_mean_28d AS ci_log_qty_mean_28d, datediff(l.sale_day, ci.sale_day) AS ci_days_since
-FROM lines l
-LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = 'branch_item') bi
-       ON bi.line_id = l.line_id
-LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = 'item') item
-       ON item.line_id = l.line_id
-LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = 'branch') branch
-       ON branch.line_id = l.line_id
-LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = 'customer') customer
-       ON customer.line_id = l.line_id
-LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = 'customer_item') ci
-       ON ci.line_id = l.line_id;
+  l.line_id,
+  l.sale_time,
+  l.sale_day,
+  l.branch_id,
+  l.item_code,
+  l.customer_id,
+  l.quantity_sold,
+  CASE
+    WHEN l.quantity_sold <= $low_max
+    THEN 'LOW'
+    WHEN l.quantity_sold <= $medium_max
+    THEN 'MEDIUM'
+    ELSE 'HIGH'
+  END AS label,
+  (
+    WEEKDAY(l.sale_day) + 1
+  ) AS day_of_week,
+  DAYOFMONTH(l.sale_day) AS day_of_month,
+  MONTH(l.sale_day) AS month,
+  DAYOFYEAR(l.sale_day) AS day_of_year,
+  CASE
+    WHEN l.sale_time <> CAST(l.sale_day AS TIMESTAMP_NTZ)
+    THEN HOUR(l.sale_time)
+  END AS hour,
+  l.unit_price AS unit_price,
+  l.unit_price / item.price_mean AS price_vs_item,
+  l.unit_price / bi.price_mean AS price_vs_branch_item,
+  l.unit_price / ci.price_mean AS price_vs_customer_item,
+  l.unit_price / customer.price_mean AS price_vs_customer,
+  HASH_FEATURES(l.branch_id, l.item_code) AS hashed,
+  bi.n AS bi_n,
+  bi.log_qty_mean AS bi_log_qty_mean,
+  bi.share_low AS bi_share_low,
+  bi.share_high AS bi_share_high,
+  bi.day_n AS bi_day_n,
+  bi.day_log_qty_mean AS bi_day_log_qty_mean,
+  bi.n_28d AS bi_n_28d,
+  bi.log_qty_mean_28d AS bi_log_qty_mean_28d,
+  DATEDIFF(l.sale_day, bi.sale_day) AS bi_days_since,
+  item.n AS item_n,
+  item.log_qty_mean AS item_log_qty_mean,
+  item.share_low AS item_share_low,
+  item.share_high AS item_share_high,
+  item.day_n AS item_day_n,
+  item.day_log_qty_mean AS item_day_log_qty_mean,
+  item.n_28d AS item_n_28d,
+  item.log_qty_mean_28d AS item_log_qty_mean_28d,
+  DATEDIFF(l.sale_day, item.sale_day) AS item_days_since,
+  branch.n AS branch_n,
+  branch.log_qty_mean AS branch_log_qty_mean,
+  branch.share_low AS branch_share_low,
+  branch.share_high AS branch_share_high,
+  branch.day_n AS branch_day_n,
+  branch.day_log_qty_mean AS branch_day_log_qty_mean,
+  branch.n_28d AS branch_n_28d,
+  branch.log_qty_mean_28d AS branch_log_qty_mean_28d,
+  customer.n AS customer_n,
+  customer.log_qty_mean AS customer_log_qty_mean,
+  customer.share_low AS customer_share_low,
+  customer.share_high AS customer_share_high,
+  customer.day_n AS customer_day_n,
+  customer.day_log_qty_mean AS customer_day_log_qty_mean,
+  customer.n_28d AS customer_n_28d,
+  customer.log_qty_mean_28d AS customer_log_qty_mean_28d,
+  DATEDIFF(l.sale_day, customer.sale_day) AS customer_days_since,
+  ci.n AS ci_n,
+  ci.log_qty_mean AS ci_log_qty_mean,
+  ci.share_low AS ci_share_low,
+  ci.share_high AS ci_share_high,
+  ci.day_n AS ci_day_n,
+  ci.day_log_qty_mean AS ci_day_log_qty_mean,
+  ci.n_28d AS ci_n_28d,
+  ci.log_qty_mean_28d AS ci_log_qty_mean_28d,
+  DATEDIFF(l.sale_day, ci.sale_day) AS ci_days_since
+FROM lines AS l
+LEFT JOIN (
+  SELECT
+    line_id,
+    h.*
+  FROM asof
+  WHERE
+    tag = 0 AND kind = 'branch_item'
+) AS bi
+  ON bi.line_id = l.line_id
+LEFT JOIN (
+  SELECT
+    line_id,
+    h.*
+  FROM asof
+  WHERE
+    tag = 0 AND kind = 'item'
+) AS item
+  ON item.line_id = l.line_id
+LEFT JOIN (
+  SELECT
+    line_id,
+    h.*
+  FROM asof
+  WHERE
+    tag = 0 AND kind = 'branch'
+) AS branch
+  ON branch.line_id = l.line_id
+LEFT JOIN (
+  SELECT
+    line_id,
+    h.*
+  FROM asof
+  WHERE
+    tag = 0 AND kind = 'customer'
+) AS customer
+  ON customer.line_id = l.line_id
+LEFT JOIN (
+  SELECT
+    line_id,
+    h.*
+  FROM asof
+  WHERE
+    tag = 0 AND kind = 'customer_item'
+) AS ci
+  ON ci.line_id = l.line_id;
