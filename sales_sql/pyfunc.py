@@ -93,7 +93,7 @@ class InvoiceLines(PythonModel):
                            Path(context.artifacts["trees"]) if "trees" in context.artifacts else None,
                            int(json.loads(marked.read_text())["version"]) if marked.is_file() else None,
                            config.get("database") or os.environ.get(DATABASE_ENV))
-        self.predictor = serving.Predictor(source, self.settings)
+        self.predictor = serving.Predictor(source, self.settings, warn=False)
         # sales-sql serve refuses a request with a bad line (HTTP 400); in Python and Spark a bad line answers NULL
         # with its source, as in SQL: a query never dies on one line
         self.refuse = False

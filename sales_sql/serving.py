@@ -259,11 +259,13 @@ class Given(ModelSource):
 
 class Predictor:
     """Answers predict_sales from a model source: loads its model on first use and again whenever the source's stamp
-    moves (a failed read is never kept: the next call tries again), says once per cause when a fallback answers.
-    DuckDB calls it from several threads at once."""
+    moves (a failed read is never kept: the next call tries again). With `warn`, it says in the log once per cause
+    when a fallback answers (DuckDB's functions; the pyfunc and Spark say it in each answer's `source` alone, as
+    MLflow checks a model by predicting its input example without a database). DuckDB calls it from several threads
+    at once."""
 
-    def __init__(self, source: ModelSource, settings: Settings | None = None):
-        self.source, self.settings = source, settings
+    def __init__(self, source: ModelSource, settings: Settings | None = None, warn: bool = True):
+        self.source, self.settings, self.warn = source, settings, warn
         self._model: LoadedModel | None = None
         self._stamp = None
         self._lock = threading.Lock()
@@ -283,7 +285,7 @@ class Predictor:
             except Busy as e:
                 if self._model is not None:
                     self._say(f"sales_sql predictions keep the history read before while the file is being written "
-                              f"({why(e.cause)})")
+                              f"({why(e.cause)})", always=True)
                     return self._model
                 found = read_failed(e.version, e.cause)
             if found.source != MODEL:
@@ -292,9 +294,9 @@ class Predictor:
                 self._model, self._stamp = found, stamp
             return found
 
-    def _say(self, message: str) -> None:
-        """Log a warning once per message (a predictor answers many calls)."""
-        if message not in self._warned:
+    def _say(self, message: str, always: bool = False) -> None:
+        """Log a warning once per message (a predictor answers many calls); a fallback's only with `warn`."""
+        if (self.warn or always) and message not in self._warned:
             self._warned.add(message)
             log.warning("%s", message)
 

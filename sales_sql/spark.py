@@ -222,7 +222,8 @@ def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) 
         meta["checked"] = serving.checked_name(hashlib.md5(raw).hexdigest())
     (folder / BUNDLE_META).write_text(json.dumps(meta))
     _METRICS[spark.sparkContext.applicationId] = meta["metrics"]
-    model = serving.Predictor(Bundle(folder), settings).model()  # checks the compiled trees (written into the folder)
+    # checks the compiled trees (written into the folder) and says what answers
+    model = serving.Predictor(Bundle(folder), settings, warn=False).model()
     if baseline is not None and meta["version"] is not None:
         cols = [f"'{settings.model_name}' AS model_name", f"{int(meta['version'])} AS version", "*"]
         spark.createDataFrame(baseline.to_pandas()).selectExpr(*cols).createOrReplaceTempView("drift_baseline")
@@ -267,7 +268,8 @@ def _served(name: str, settings: Settings) -> serving.Predictor:
             if found is None:
                 from pyspark import SparkFiles  # on an executor: pyspark is there
 
-                found = _SERVED[name] = serving.Predictor(Bundle(Path(SparkFiles.get(name))), settings)
+                found = _SERVED[name] = serving.Predictor(Bundle(Path(SparkFiles.get(name))), settings,
+                                                            warn=False)
     return found
 
 

@@ -111,7 +111,7 @@ def test_a_retrain_stopped_at_any_step_of_registering_leaves_a_whole_version_or_
                                                                                      monkeypatch):
     from mlflow import MlflowClient
 
-    from sales_sql import pyfunc, registry
+    from sales_sql import registration, registry
     from sales_sql.registry import COMPLETE, RegistryError, promote, retrain
 
     db = make_db(tmp_path, settings, lines=8_000, days=100)
@@ -134,8 +134,9 @@ def test_a_retrain_stopped_at_any_step_of_registering_leaves_a_whole_version_or_
             return out
         return step
 
-    steps = [(registry.mlflow, "register_model", 1), (pyfunc, "mark_version", 1), (registry, "baseline_table", 1),
-             *((MlflowClient, "set_model_version_tag", n) for n in (1, 4)), (registry, "store_baseline", 1)]
+    steps = [(registration.mlflow, "register_model", 1), (registration, "mark_version", 1),
+             (registration, "baseline_table", 1), *((MlflowClient, "set_model_version_tag", n) for n in (1, 4)),
+             (registration, "store_baseline", 1)]
     for target, name, calls in steps:
         before = len(versions())
         with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
