@@ -1,5 +1,5 @@
 """The sales-sql command: options and output over the library's calls (retrain also reads the data while MLflow
-starts, in a thread). Every outcome maps to one exit code (Contract, below; the codes and messages: errors.py).
+starts, in a thread). Every outcome maps to one exit code (errors.Contract, with the codes and the messages).
 
 Each command imports the modules it runs inside its own function: MLflow, XGBoost, numba's kernels and pyspark take
 seconds each to import, and `sales-sql load` or `query` should not wait for them."""
@@ -10,7 +10,6 @@ import json
 import os
 import re
 import sys
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,41 +18,8 @@ import duckdb
 
 from . import db
 from .config import DEFAULT_PATH, FIELDS, load_settings
-from .errors import DONE, FAILED, FINDING, Finding, cause
+from .errors import DONE, FAILED, FINDING, Contract, Finding, step
 from .loader import PRESETS, load_file, parse_mapping
-
-
-def step(text: str) -> None:
-    """Name what the running command is doing, for the one line that reports a failure."""
-    click.get_current_context().meta["sales_sql.step"] = text
-
-
-class Contract(click.Group):
-    """The one place exit codes are decided. 0: done. 1: a Finding. 2: could not run or failed, whatever the exception
-    (a bad option, a library error, OSError, MemoryError, XGBoostError, a bug, Ctrl-C): one line on stderr that names
-    the command (and the step, where it named one) and the cause; the traceback too with --debug."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, Finding):
-            raise
-        except click.UsageError as e:  # an impossible argument: one line too, before anything ran
-            command = f"sales-sql {ctx.invoked_subcommand or ''}".strip()
-            failed = click.ClickException(f"{e.format_message()} ({command} --help shows every option)")
-            failed.exit_code = FAILED
-            raise failed from None
-        except (Exception, KeyboardInterrupt, click.Abort) as e:  # noqa: BLE001  the contract covers every failure
-            if ctx.meta.get("sales_sql.debug"):
-
-                traceback.print_exc()
-            doing = ctx.meta.get("sales_sql.step")
-            where = f"{ctx.invoked_subcommand} failed" + (f" while {doing}" if doing else "")
-            why = e.format_message() if isinstance(e, click.ClickException) else cause(e) if isinstance(e, Exception) \
-                else "interrupted"
-            failed = click.ClickException(f"{where}: {why}")
-            failed.exit_code = FAILED
-            raise failed from None
 
 
 def _remember_config(ctx, param, value):

@@ -1,8 +1,10 @@
-"""How failures reach the user: the exit codes of every command, the one line a failure prints (cause), the one
-message for a database file another process holds, and the CLI's Finding (exit code 1)."""
+"""How failures reach the user: the exit codes of every command and the one place they are decided (Contract, the
+CLI's group), the one line a failure prints (cause), the one message for a database file another process holds, and
+the CLI's Finding (exit code 1)."""
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
@@ -39,3 +41,35 @@ def cause(e: BaseException) -> str:
     if type(e).__module__.startswith("sales_sql."):
         return text
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def step(text: str) -> None:
+    """Name what the running command is doing, for the one line that reports a failure."""
+    click.get_current_context().meta["sales_sql.step"] = text
+
+
+class Contract(click.Group):
+    """The one place exit codes are decided. 0: done. 1: a Finding. 2: could not run or failed, whatever the exception
+    (a bad option, a library error, OSError, MemoryError, XGBoostError, a bug, Ctrl-C): one line on stderr that names
+    the command (and the step, where it named one) and the cause; the traceback too with --debug."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, Finding):
+            raise
+        except click.UsageError as e:  # an impossible argument: one line too, before anything ran
+            command = f"sales-sql {ctx.invoked_subcommand or ''}".strip()
+            failed = click.ClickException(f"{e.format_message()} ({command} --help shows every option)")
+            failed.exit_code = FAILED
+            raise failed from None
+        except (Exception, KeyboardInterrupt, click.Abort) as e:  # noqa: BLE001  the contract covers every failure
+            if ctx.meta.get("sales_sql.debug"):
+                traceback.print_exc()
+            doing = ctx.meta.get("sales_sql.step")
+            where = f"{ctx.invoked_subcommand} failed" + (f" while {doing}" if doing else "")
+            why = e.format_message() if isinstance(e, click.ClickException) else cause(e) if isinstance(e, Exception) \
+                else "interrupted"
+            failed = click.ClickException(f"{where}: {why}")
+            failed.exit_code = FAILED
+            raise failed from None
