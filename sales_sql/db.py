@@ -83,9 +83,11 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, settings: Settings, check_hist
     """The tables, the history (rebuilt when not current, unless the caller brings it up to date itself:
     `check_history` False), the views and the macros."""
     run_sql(con, "schema", settings)
-    if (check_history or not history_built(con)) and history_stale(con, settings):
-        with transaction(con):  # a new file, new thresholds, or lines edited by hand
-            rebuild_history(con, settings)
+    if check_history or not history_built(con):
+        invoices = invoices_signature(con)  # one scan: the check's, and the rebuild's record
+        if history_stale(con, settings, invoices):
+            with transaction(con):  # a new file, new thresholds, or lines edited by hand
+                rebuild_history(con, settings, invoices)
     run_sql(con, "training_set", settings)
     run_sql(con, "predict", settings)
 

@@ -40,8 +40,8 @@ def predictions(con, settings: Settings, candidates: list[LoadedModel], cutoff, 
         rows = reader.sql(LINES.format(label=label), params=[cutoff, last_line_id]).to_arrow_reader(BATCH_ROWS)
         for rb in batches_of(rows, BATCH_ROWS):
             truth.append(pc.index_in(rb.column("label"), value_set=pa.array(CLASSES)).to_numpy(zero_copy_only=False))
-            for out, version in zip(predicted, answering):
-                out.append(version.predict(*rb.columns[:len(inputs.NAMES)])[0])
+            for out, predictor in zip(predicted, answering):
+                out.append(predictor.predict(*rb.columns[:len(inputs.NAMES)])[0])
     finally:
         reader.close()
     join = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731

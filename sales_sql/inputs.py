@@ -29,7 +29,7 @@ SQL_ARGS = {"sale_time": "sale_date", "branch_id": "branch_id", "item_code": "it
             "customer_id": "customer_id"}   # the SQL functions' argument names
 UDF_TYPES = {"sale_time": "TIMESTAMP", "branch_id": "VARCHAR", "item_code": "VARCHAR", "unit_price": "DOUBLE",
              "customer_id": "VARCHAR"}      # what the UDFs behind them take (DuckDB), after the macros' casts
-KEYS = ("branch_id", "item_code", "customer_id")
+KEYS = ("branch_id", "item_code", "customer_id")   # the keys among them (lookups.py's kernels read these)
 # a time of day followed by a zone or an offset: Z, +09, -0500, +05:30 (the loader's test for zoned text too)
 ZONED_TEXT = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d(:?\d\d)?)$"
 
@@ -81,9 +81,13 @@ def arguments(args, zone: str) -> list[pa.Array]:
         raise TypeError(f"the prediction functions take {len(REQUIRED)} to {len(NAMES)} arguments ({names}), not "
                         f"{len(args)}")
     args = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in args]
-    given = args + [pa.nulls(len(args[0]), pa.float64() if name == "unit_price" else pa.string())
-                    for name in NAMES[len(args):]]
+    given = args + [absent(name, len(args[0])) for name in NAMES[len(args):]]
     return [cast(name, values, zone) for name, values in zip(NAMES, given)]
+
+
+def absent(name: str, n: int) -> pa.Array:
+    """An optional input left out, for n lines: no price, no key."""
+    return pa.nulls(n, pa.float64() if name == "unit_price" else pa.string())
 
 
 def cast(name: str, values: pa.Array, zone: str) -> pa.Array:

@@ -35,7 +35,7 @@ from .features import FNV_OFFSET, FNV_PRIME, fmix64, fnv, hash_kernel, same_byte
 log = logging.getLogger("sales_sql")
 
 # the prediction functions' key arguments, in the order Batch keeps their buffers
-ARGUMENTS = ("branch_id", "item_code", "customer_id")
+ARGUMENTS = inputs.KEYS
 # the calendar functions the kernels compute (definition.CALENDAR_SQL gives their SQL)
 CALENDAR_FUNCTIONS = ("isodow", "dayofmonth", "month", "dayofyear", "hour")
 _DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000

@@ -127,7 +127,7 @@ def _column(frame, field: str, zone: str, refuse: bool = True) -> pa.Array:
             raise bad_input(f"the input has no column {field} or {inputs.SEED_NAMES[field]}; send invoice lines with "
                             "sale_time (or Date), branch_id (or BranchID), item_code (or ItemCode) and optionally "
                             "unit_price (or UnitPrice) and customer_id (or CustomerID)")
-        return pa.nulls(len(frame), pa.float64() if field == "unit_price" else pa.string())
+        return inputs.absent(field, len(frame))
     given = _arrow(frame[name])
     if field == "sale_time":
         out = inputs.sale_times(given, zone)

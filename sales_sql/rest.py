@@ -32,7 +32,7 @@ from uvicorn.supervisors import Multiprocess
 
 from . import duck, registry
 from .config import Settings, load_settings
-from .serving import MODEL
+from .serving import MODEL, why
 
 MODEL_ENV = "SALES_SQL_SERVE_MODEL"  # the model URI each worker loads (uvicorn starts workers as new processes)
 
@@ -71,8 +71,7 @@ def check(database: str, settings: Settings, version: str):
     try:
         model = mlflow.pyfunc.load_model(model_uri(settings, version), model_config=model_config(database, settings))
     except Exception as e:  # noqa: BLE001  any failure to load is a reason not to start, in one line
-        raise ServeError(f"version {found.version} of {settings.model_name!r} does not load: "
-                         f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+        raise ServeError(f"version {found.version} of {settings.model_name!r} does not load: {why(e)}") from None
     loaded = model.unwrap_python_model().predictor.model()
     if loaded.source != MODEL:
         raise ServeError(f"version {found.version} would not answer from the model but from {loaded.source}: "
@@ -111,8 +110,7 @@ def create():
         config = model_config(os.environ["SALES_SQL_DATABASE"], settings)
         return application(mlflow.pyfunc.load_model(os.environ[MODEL_ENV], model_config=config))
     except Exception as e:  # noqa: BLE001  one line in the log, then the supervisor stops
-        print(f"a worker of sales-sql serve could not load the model: {type(e).__name__}: "
-              f"{str(e).splitlines()[0][:300] if str(e) else ''}", file=sys.stderr, flush=True)
+        print(f"a worker of sales-sql serve could not load the model: {why(e)}", file=sys.stderr, flush=True)
         sys.exit(STARTUP_FAILURE)
 
 

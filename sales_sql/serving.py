@@ -71,15 +71,15 @@ def why(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
 
 
-def read_failed(version, e: BaseException) -> LoadedModel:
-    """The fallback while the history or the model cannot be read (I/O, memory): not kept, tried again next call."""
-    return LoadedModel(READ_FAILED, version, HistoryIndex(Layout.of(FEATURES)),
-                       f"the history or the deployed model could not be read ({why(e)}); the next call tries again")
-
-
 def no_history(definition: Definition) -> HistoryIndex:
     """The empty history index of the definition (look-ups find nothing): a source without a database."""
     return HistoryIndex(Layout.of(definition))
+
+
+def read_failed(version, e: BaseException) -> LoadedModel:
+    """The fallback while the history or the model cannot be read (I/O, memory): not kept, tried again next call."""
+    return LoadedModel(READ_FAILED, version, no_history(FEATURES),
+                       f"the history or the deployed model could not be read ({why(e)}); the next call tries again")
 
 
 def history_index(con, definition: Definition) -> tuple[HistoryIndex, str]:
@@ -88,7 +88,7 @@ def history_index(con, definition: Definition) -> tuple[HistoryIndex, str]:
     try:
         layout = Layout.of(definition)
     except LayoutError as e:  # a definition the kernels cannot serve is a fallback, never a failed query
-        return HistoryIndex(Layout.of(FEATURES)), why(e)
+        return no_history(FEATURES), why(e)
     return HistoryIndex(layout, con), ""
 
 
@@ -163,7 +163,6 @@ def load(settings: Settings, index: HistoryIndex, unservable: str = "", version:
                 log.warning("the checked trees cannot be written beside the database (%s); the next process checks "
                             "them again", failed)
         elif trees is None:  # without the compiled trees, a copy of the model on one thread (a second copy in memory)
-            log.warning("sales_sql predicts with XGBoost's own predictor: %s", slow)
             single = booster.copy()
             single.set_param({"nthread": 1})
     return LoadedModel(MODEL, version, index, booster=booster, single=single, trees=trees, spec=spec, plan=plan,
@@ -227,7 +226,7 @@ def load_from_file(con, settings: Settings) -> LoadedModel:
         index, unservable = history_index(con, settings.definition)
         row = deployed_row(con, settings.model_name, "version, md5(booster) AS digest, feature_spec", arrow=True)
     except duckdb.CatalogException:
-        return LoadedModel(NO_MODEL, None, HistoryIndex(Layout.of(FEATURES)),
+        return LoadedModel(NO_MODEL, None, no_history(FEATURES),
                            "this database lacks sales_sql tables; open it read-write once with sales_sql.connect(path)")
     except Exception as e:  # noqa: BLE001  I/O or memory while reading: the fallback now, the model again next call
         return read_failed(None, e)

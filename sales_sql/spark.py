@@ -383,15 +383,16 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
                 spark.sql(training.baselines_sql(sql_text, settings, day, last)).collect())
             mlflow.log_metrics({"best_iteration": best, "resumed_from": 0})
             # the drift baseline: a seeded sample of the training lines (about BASELINE_ROWS) with the model's classes
-            picked = data.where("slice = 'train'").sample(min(1.0, 1.2 * training.BASELINE_ROWS / sum(train_counts)),
-                                                          settings.seed).orderBy("line_id").limit(training.BASELINE_ROWS).toArrow()
+            rows = training.BASELINE_ROWS
+            picked = data.where("slice = 'train'").sample(min(1.0, 1.2 * rows / sum(train_counts)), settings.seed) \
+                .orderBy("line_id").limit(rows).toArrow()
             X = _matrix(picked["features"], len(spec["features"]))
             sample = picked.select(["quantity_sold", "price", "branch_id", "item_code", "sale_day"]) \
                 .rename_columns(["quantity_sold", "unit_price", "branch_id", "item_code", "sale_day"])
             return registration.register_version(
                 db_path, settings, client, booster, spec, metrics, baselines,
-                lambda: training.baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster), slices, last,
-                stop)
+                lambda: training.baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster),
+                slices, last, stop)
     finally:
         data.unpersist()
 

@@ -219,22 +219,23 @@ class Trees:
     @classmethod
     def compile(cls, booster) -> tuple[Trees | None, str]:
         """(the booster's Trees, "") if they give its inplace_predict's answers bit for bit on probe rows, else
-        (None, why not)."""
+        (None, why not), saying why in the log."""
         try:
             trees = cls(booster)
             probe = trees.probe_rows(trees.features, 4096 + 3)  # the last 3 rows walk many trees at once
-            same = np.array_equal(trees.proba(probe), booster.inplace_predict(probe))
-        except Exception as e:  # noqa: BLE001  a model the kernel does not reproduce, or numba failing: never a failed query
-            return None, str(e) or type(e).__name__
-        return (trees, "") if same else (None, "its compiled trees disagree with it")
+            why = "" if np.array_equal(trees.proba(probe), booster.inplace_predict(probe)) else \
+                "its compiled trees disagree with it"
+        except Exception as e:  # noqa: BLE001  a model the kernel does not reproduce, or numba failing: no failed query
+            why = str(e) or type(e).__name__
+        if why:
+            log.warning("sales_sql predicts with XGBoost's own predictor: %s", why)
+            return None, why
+        return trees, ""
 
     @classmethod
     def of(cls, booster) -> Trees | None:
-        """compile()'s Trees, or None (saying why in the log)."""
-        trees, why = cls.compile(booster)
-        if trees is None:
-            log.warning("sales_sql predicts with XGBoost's own predictor: %s", why)
-        return trees
+        """compile()'s Trees, or None."""
+        return cls.compile(booster)[0]
 
     def probe_rows(self, width: int, rows: int = 4096) -> np.ndarray:
         """Rows whose every feature is one of the model's split values on it, the float just below one, a missing
