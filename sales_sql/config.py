@@ -57,6 +57,7 @@ class Settings:
     model_name: str
     gate_require: str
     gate_confidence: float
+    spark_index_max_rows: int
     source: str
     # the feature definition (not a settings-file key): the shipped one, or another for a test or an experiment
     definition: Definition = FEATURES
@@ -111,6 +112,7 @@ FIELDS = {
     ("registry", "model_name"): ("model_name", str, bool, "a non-empty name"),
     ("gate", "require"): ("gate_require", str, lambda v: v in ("not_worse", "better"), '"not_worse" or "better"'),
     ("gate", "confidence"): ("gate_confidence", float, lambda v: 0.5 <= v < 1, "a number from 0.5 to below 1"),
+    ("spark", "index_max_rows"): ("spark_index_max_rows", int, lambda v: v >= 0, "a whole number >= 0"),
 }
 
 

@@ -312,11 +312,13 @@ DROP TABLE _history_keys;
 """
 
 
-def render_training_set(definition: Definition, asof_join: bool = True) -> str:
+def render_training_set(definition: Definition, asof_join: bool = True, *, lines: str = "usable_lines",
+                        view: str = "training_set", label: bool = True) -> str:
     """sql/training_set.sql: one row per usable line with its label and every feature, history as of the day
     before (ASOF joins). Without `asof_join` (for Spark, which has none: render_spark_training_set), each line is put
     once per key kind into that key's timeline beside the key's history rows, and the latest history row before it is
-    the last one seen in (day, lines first) order."""
+    the last one seen in (day, lines first) order. Spark's scoring renders the same features of other `lines` (with
+    a sale_day) as `view`, without the quantity and the label."""
     two = [k for k in definition.kinds if len(k.columns) > 1]
     keys = "".join(f",\n           {_key_sql(k)} AS {k.name}_key" for k in two)
     unknown = [fn for _, fn in definition.calendar if fn not in CALENDAR_SQL]
@@ -355,18 +357,18 @@ def render_training_set(definition: Definition, asof_join: bool = True) -> str:
         joins = "\n".join(f"LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = '{k.name}') {k.prefix}\n"
                           f"       ON {k.prefix}.line_id = l.line_id" for k in definition.kinds)
     b, i = definition.hashed
+    labelled = f' l.quantity_sold,\n    {label_sql("l.quantity_sold")} AS label,' if label else ""
     return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
 -- training_set: one row per usable invoice line with its label and every model feature. Calendar and hashed
 -- features come from the line's own day and keys; history features from the latest history row strictly before
 -- the line's day (ASOF join), NULL when the key has no earlier sale. The line's quantity makes the label only.
-CREATE OR REPLACE VIEW training_set AS
+CREATE OR REPLACE VIEW {view} AS
 WITH lines AS (
     SELECT *{keys}
-    FROM usable_lines
+    FROM {lines}
 ){timeline}
 SELECT
-    l.line_id, l.sale_time, l.sale_day, l.branch_id, l.item_code, l.customer_id, l.quantity_sold,
-    {label_sql("l.quantity_sold")} AS label,
+    l.line_id, l.sale_time, l.sale_day, l.branch_id, l.item_code, l.customer_id,{labelled}
 {calendar}
     l.unit_price AS unit_price,
 {ratios}

@@ -34,56 +34,103 @@ def _numbers(values) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def _ks_pass(a, b, m):
-    """One merge pass over two sorted samples: the KS statistic (the largest |F_a - F_b|, read after each run of
-    equal values) and the area between the two CDFs (the Wasserstein distance) over values divided by m."""
-    na, nb = a.size, b.size
+def _ks_pass(va, ca, vb, cb, m):
+    """One merge pass over two samples given as sorted distinct values and their counts: the KS statistic (the
+    largest |F_a - F_b|, read after each value) and the area between the two CDFs (the Wasserstein distance) over
+    values divided by m."""
+    na, nb = ca.sum(), cb.sum()
     i = j = 0
+    fa = fb = 0  # lines of each side at or below the value reached
     d = w = 0.0
-    prev = min(a[0], b[0]) / m
-    while i < na or j < nb:
-        v = a[i] if j >= nb or (i < na and a[i] <= b[j]) else b[j]
-        w += abs(i / na - j / nb) * (v / m - prev)
-        while i < na and a[i] == v:
+    prev = min(va[0], vb[0]) / m
+    while i < va.size or j < vb.size:
+        v = va[i] if j >= vb.size or (i < va.size and va[i] <= vb[j]) else vb[j]
+        w += abs(fa / na - fb / nb) * (v / m - prev)
+        if i < va.size and va[i] == v:
+            fa += ca[i]
             i += 1
-        while j < nb and b[j] == v:
+        if j < vb.size and vb[j] == v:
+            fb += cb[j]
             j += 1
-        d = max(d, abs(i / na - j / nb))
+        d = max(d, abs(fa / na - fb / nb))
         prev = v / m
     return d, w
 
 
-def _sorted_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both samples sorted, one on a second thread (numpy's sort lets go of the GIL)."""
+def _distinct(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and their counts (np.unique: a sort)."""
+    values, counts = np.unique(x, return_counts=True)
+    return values, counts.astype(np.int64)
+
+
+def _distinct_pair(a: np.ndarray, b: np.ndarray):
+    """Both samples as distinct values and counts, one on a second thread (numpy's sort lets go of the GIL)."""
     if a.size + b.size < 1_000_000:
-        return np.sort(a), np.sort(b)
+        return _distinct(a), _distinct(b)
     with ThreadPoolExecutor(1) as pool:
-        sorted_a = pool.submit(np.sort, a)
-        sorted_b = np.sort(b)
-        return sorted_a.result(), sorted_b
+        first = pool.submit(_distinct, a)
+        second = _distinct(b)
+        return first.result(), second
 
 
 def ks_drift(current, baseline) -> dict:
     """Two-sample Kolmogorov-Smirnov test (two-sided; statistic and p-value as scipy.stats.ks_2samp)."""
-    a, b = _sorted_pair(_numbers(current), _numbers(baseline))
+    (va, ca), (vb, cb) = _distinct_pair(_numbers(current), _numbers(baseline))
+    return ks_counted(va, ca, vb, cb)
+
+
+def ks_drift_counted(current, baseline) -> dict:
+    """ks_drift of two samples given as (value, n) pairs: each distinct value and how many lines hold it (what
+    GROUP BY gives, so that a window of any size reaches the test as one row per distinct value). Equal to ks_drift
+    of the samples the pairs count, bit for bit."""
+    return ks_counted(*_pairs(current, _numbers), *_pairs(baseline, _numbers))
+
+
+def _pairs(pairs, clean) -> tuple[np.ndarray, np.ndarray]:
+    """(value, n) pairs (an Arrow struct array, or a list of dicts) as sorted distinct values and counts, without the
+    values `clean` leaves out (NULL, and for numbers NaN and +-inf)."""
+    if not isinstance(pairs, (pa.Array, pa.ChunkedArray)):
+        pairs = pa.array(pairs, pa.struct([("value", pa.float64() if clean is _numbers else pa.string()),
+                                           ("n", pa.int64())]))
+    pairs = pairs.combine_chunks() if isinstance(pairs, pa.ChunkedArray) else pairs
+    values, counts = pairs.field("value"), pc.fill_null(pairs.field("n"), 0)
+    keep = pc.and_(values.is_valid(), pc.greater(counts, 0))
+    values, counts = values.filter(keep), counts.filter(keep).to_numpy(zero_copy_only=False).astype(np.int64)
+    if clean is not _numbers:
+        return values, counts
+    x = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    finite = np.isfinite(x)
+    x, counts = x[finite], counts[finite]
+    order = np.argsort(x, kind="stable")
+    x, counts = x[order], counts[order]
+    starts = np.flatnonzero(np.r_[True, x[1:] != x[:-1]]) if x.size else np.zeros(0, np.int64)
+    return x[starts], np.add.reduceat(counts, starts) if x.size else counts
+
+
+def ks_counted(va: np.ndarray, ca: np.ndarray, vb: np.ndarray, cb: np.ndarray) -> dict:
+    """ks_drift of two samples as sorted distinct finite values and their counts. The baseline (in sales_sql's drift
+    check, a sample of at most training.BASELINE_ROWS lines) is spread out once for its standard deviation; the
+    current side never is past EXACT_KS_MAX_N lines."""
+    na, nb = int(ca.sum()), int(cb.sum())
     result = dict.fromkeys(KS_FIELDS)
-    result |= {"n_current": int(a.size), "n_baseline": int(b.size)}
-    if a.size == 0 or b.size == 0:
+    result |= {"n_current": na, "n_baseline": nb}
+    if na == 0 or nb == 0:
         return result
     from scipy import stats  # 0.3 s: only when a statistic runs
 
     # the effect is scale-free: values near the float limit are divided down first, so nothing overflows
-    m = max(abs(float(a[0])), abs(float(a[-1])), abs(float(b[0])), abs(float(b[-1])))
+    m = max(abs(float(va[0])), abs(float(va[-1])), abs(float(vb[0])), abs(float(vb[-1])))
     m = m if m > 1e150 else 1.0
-    d, wasserstein = _ks_pass(a, b, m)
-    if max(a.size, b.size) <= EXACT_KS_MAX_N:
-        ks = stats.ks_2samp(a, b)
+    d, wasserstein = _ks_pass(va, ca, vb, cb, m)
+    b = np.repeat(vb, cb)  # the sorted baseline
+    if max(na, nb) <= EXACT_KS_MAX_N:
+        ks = stats.ks_2samp(np.repeat(va, ca), b)
         d, p = float(ks.statistic), float(ks.pvalue)
     else:  # scipy's asymptotic branch, from the same statistic
-        n1, n2 = sorted([float(a.size), float(b.size)], reverse=True)
+        n1, n2 = sorted([float(na), float(nb)], reverse=True)
         p = float(np.clip(stats.kstwo.sf(d, np.round(n1 * n2 / (n1 + n2))), 0, 1))
     spread = float((b if m == 1.0 else b / m).std())
-    scale = spread if spread > 0 else max(abs(float(b[0])), 1.0) / m
+    scale = spread if spread > 0 else max(abs(float(vb[0])), 1.0) / m
     return result | {"statistic": float(d), "p_value": p, "effect_size": wasserstein / scale}
 
 
@@ -97,7 +144,16 @@ def _counts(values) -> dict:
 def chi2_drift(current, baseline) -> dict:
     """Chi-square test of homogeneity over the union of categories (as scipy.stats.chi2_contingency on the
     2 x k table of counts), with the Jensen-Shannon distance of the two share vectors."""
-    ca, cb = _counts(current), _counts(baseline)
+    return chi2_counted(_counts(current), _counts(baseline))
+
+
+def chi2_drift_counted(current, baseline) -> dict:
+    """chi2_drift of two samples given as (value, n) pairs (each category and how many lines hold it)."""
+    return chi2_counted(*(dict(zip(v.to_pylist(), c.tolist())) for v, c in (_pairs(current, str), _pairs(baseline, str))))
+
+
+def chi2_counted(ca: dict, cb: dict) -> dict:
+    """chi2_drift of two samples as {category: count}."""
     na, nb = sum(ca.values()), sum(cb.values())
     cats = sorted(set(ca) | set(cb), key=str)
     result = dict.fromkeys(CHI2_FIELDS)

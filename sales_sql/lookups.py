@@ -455,7 +455,7 @@ class Batch:
         self.rows = None
 
     def matrix(self, plan: Plan | dict) -> np.ndarray:
-        """float32 features in spec order, as training.to_matrix gives them from training_set (`plan`: the index's
+        """float32 features in spec order, as to_matrix gives them from training_set (`plan`: the index's
         layout's plan of a spec, or the spec itself)."""
         return self._run(self.index.layout.plan(plan) if isinstance(plan, dict) else plan)
 
@@ -499,4 +499,48 @@ class Batch:
             found = self.index.hist[rows[rows >= 0]]
             sl, sh = found["share_low"], found["share_high"]
             proba[rows >= 0] = np.column_stack([sl, np.clip(1.0 - sl - sh, 0.0, 1.0), sh])
+        return proba
+
+
+def to_matrix(table: pa.Table, spec: dict) -> np.ndarray:
+    """float32 feature matrix in spec order from the columns of training_set (NULL -> NaN, which XGBoost treats as
+    missing)."""
+    n = table.num_rows
+    out = np.empty((n, len(spec["features"])), np.float32)
+    hashed_at = None
+    for j, name in enumerate(spec["features"]):
+        if name.startswith("hashed_"):
+            hashed_at = j if hashed_at is None else hashed_at
+            continue
+        out[:, j] = pc.cast(table[name], pa.float32()).to_numpy(zero_copy_only=False)
+    if hashed_at is not None:
+        flat = table["hashed"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        out[:, hashed_at:hashed_at + spec["buckets"]] = flat.reshape(n, spec["buckets"])
+    return out
+
+
+class Joined(Batch):
+    """Rows whose features were joined already (Spark's as-of join over history: the columns training_set has, for
+    other lines, in `table`), answered as Batch answers the same arguments: its checks of day and price, the matrix
+    to_matrix makes of the columns (Batch's, bit for bit, by test), and the fallback's shares from the columns of
+    the history rows found (`history` False: no history, as the empty index gives)."""
+
+    def __init__(self, index: HistoryIndex, table: pa.Table, spec: dict | None, history: bool = True):
+        super().__init__(index, *(table[name] for name in inputs.NAMES))
+        self.table, self.spec, self.history = table, spec, history
+
+    def matrix(self, plan: Plan | dict) -> np.ndarray:
+        return to_matrix(self.table, self.spec)
+
+    def heuristic(self) -> np.ndarray:
+        proba = np.zeros((self.n, 3), np.float32)
+        proba[:, 0] = 1.0
+        kinds = {k.name: k.prefix for k in self.index.layout.definition.kinds}
+        for name in ("item", "branch_item"):  # as Batch.heuristic: branch x item wins where both are known
+            low, high = (f"{kinds.get(name)}_share_{s}" for s in ("low", "high"))
+            if not self.history or name not in kinds or not {low, high} <= set(self.table.column_names):
+                continue
+            found = self.table[low].is_valid().to_numpy(zero_copy_only=False)
+            sl, sh = (self.table[c].to_numpy(zero_copy_only=False)[found].astype(np.float32) for c in (low, high))
+            proba[found] = np.column_stack([sl, np.clip(1.0 - sl - sh, 0.0, 1.0), sh])
         return proba

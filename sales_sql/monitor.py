@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import Settings
+from .inputs import NAMES
 from .duck import deployed_row, first_row, is_read_only, quote_literal, sql_text, transaction
 
 TOP_CATEGORIES = 20
@@ -85,7 +86,8 @@ def check(con, settings: Settings, *, window_days: int | None = None, end: dt.da
         start = end - dt.timedelta(days=days - 1)
         window_sql = (f"SELECT * FROM usable_lines WHERE sale_day BETWEEN DATE '{start.isoformat()}' "
                       f"AND DATE '{end.isoformat()}'")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW drift_window AS {window_sql}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW drift_window AS SELECT *, predict_sales_class({', '.join(NAMES)}) "
+                f"AS predicted FROM ({window_sql})")
     if not first_row(con, "SELECT count(*) FROM drift_window")[0]:
         raise DriftError(f"the window {start} .. {end} holds no usable invoice lines; choose another --end or a "
                          "longer --window")

@@ -30,7 +30,8 @@ from . import trees as trees_module
 from .config import Settings
 from .definition import CLASSES, FEATURES, Definition, readable
 from .duck import deployed_row
-from .lookups import SPLIT_ROWS, Batch, HistoryIndex, Layout, LayoutError, Plan, index_folder, write_folder
+from .lookups import (SPLIT_ROWS, Batch, HistoryIndex, Joined, Layout, LayoutError, Plan, index_folder,
+                      write_folder)
 from .structs import EXPLANATION, PROBA
 from .trees import Trees
 
@@ -45,6 +46,7 @@ log = logging.getLogger("sales_sql")
 MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED, NO_DATABASE, INVALID_PRICE = (
     "model", "fallback:no_model", "fallback:bundle_unreadable", "fallback:spec_mismatch", "invalid_date",
     "fallback:features_unavailable", "fallback:read_failed", "fallback:no_database", "invalid_price")
+WITHOUT_HISTORY = (UNSERVABLE, READ_FAILED, NO_DATABASE)  # the fallbacks that answer without history (empty index)
 SOURCES = (MODEL, NO_MODEL, UNREADABLE, MISMATCH, INVALID_DATE, UNSERVABLE, READ_FAILED, NO_DATABASE, INVALID_PRICE)
 EXPLAIN_TOP = 5
 _CLASS_NAMES = pa.array(CLASSES)
@@ -303,10 +305,18 @@ class Predictor:
         """The inputs' columns (in inputs.NAMES order, cast) -> (class index per row or -1, probabilities float32
         (n, 3), source index per row, model version or None, the Batch)."""
         model = self.model()
+        return self._answer(model, Batch(model.index, *columns))
+
+    def predict_joined(self, table: pa.Table):
+        """As predict, for lines whose features were joined already (Spark's join path: `table` holds the inputs'
+        columns and those of training_set, lookups.Joined)."""
+        model = self.model()
+        return self._answer(model, Joined(model.index, table, model.spec, model.source not in WITHOUT_HISTORY))
+
+    def _answer(self, model: LoadedModel, batch: Batch):
         with self._lock:
             self._active += 1
         try:
-            batch = Batch(model.index, *columns)
             if model.source == MODEL:
                 X = batch.matrix(model.plan)
                 if model.trees is not None:  # DuckDB's calls run side by side; a bulk batch splits over the cores

@@ -32,8 +32,9 @@ import pyarrow as pa
 from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
 from .db import opened
-from .definition import CLASSES, FEATURES, RENDERED, spark_sql
-from .monitor import COLUMNS, DriftError, drift_values
+from .definition import CLASSES, FEATURES, RENDERED, render_training_set, spark_sql
+from .monitor import COLUMNS, DriftError, DriftReport, drift_values
+from .scoring import SCORED
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
 from .udfs import per_row
 
@@ -76,6 +77,9 @@ def statements(name: str, settings: Settings, **values) -> list[tuple[str | None
     """The Spark SQL statements (each: the name it creates or None, its text) of history / training_set (sql/spark/,
     rendered from the definition), usable_lines (schema.sql's view), drift and baselines, with the settings and
     `values` filled in as duck.sql_text does: definition.spark_sql parses and writes them (no text is rewritten)."""
+    if name == "scoring_features":  # training_set's features of predict()'s lines (scoring_lines), without the label
+        return spark_sql(duck.fill(render_training_set(settings.definition, asof_join=False, lines="scoring_lines",
+                                                       view="scoring_features", label=False), settings))
     if f"spark/{name}" in RENDERED:
         return spark_sql(duck.fill(RENDERED[f"spark/{name}"](settings.definition), settings, **values), read="spark")
     if name == "usable_lines":
@@ -155,17 +159,36 @@ def _register_hash(spark, settings: Settings) -> None:
     spark.udf.register("hash_features", _arrow_udf(hash_features, "array<float>"))
 
 
+class SparkError(ValueError):
+    """A Spark step was refused before it started (nothing was collected or written)."""
+
+
+def _register_drift(spark) -> None:
+    for fn, struct in (("ks_drift", KS), ("chi2_drift", CHI2), ("ks_drift_counted", KS), ("chi2_drift_counted", CHI2)):
+        spark.udf.register(fn, _arrow_udf(per_row(fn, struct), spark_type(struct)))
+
+
 def register(spark, settings: Settings | None = None, *, db: str | os.PathLike | None = None,
              version: int | str | None = None, history: str = "history") -> str:
     """Make hash_features, predict_sales, predict_sales_class, predict_sales_proba, explain_sales_class, ks_drift
     and chi2_drift callable in Spark SQL, and the view drift_baseline. The model: `version` (a number, or an alias
     such as "production") from the MLflow store (MLFLOW_TRACKING_URI, else the mlflow.db beside `db`), else the
     one deployed in the DuckDB file `db`, else none (the fallback answers, as in DuckDB). History: the Spark table
-    or view `history` (create_views makes it). Returns what answers: "model" or the fallback's source."""
+    or view `history` (create_views makes it), collected to the driver for the functions' history index: past the
+    spark.index_max_rows setting it refuses (SparkError), and predict() (the join path) scores instead. Returns
+    what answers: "model" or the fallback's source."""
     settings = settings or load_settings()
-    folder = scratch.folder("bundle")
-    _BUNDLES.setdefault(spark.sparkContext.applicationId, []).append(folder)
-    source = _bundle(spark, settings, folder, db, version, history)
+    rows = spark.table(history).count()
+    if rows > settings.spark_index_max_rows:
+        raise SparkError(f"register() would collect {rows:,} history rows to the driver for the SQL functions' index "
+                         f"(more than spark.index_max_rows = {settings.spark_index_max_rows:,}); score with the join "
+                         "path instead (sales_sql.spark.predict, `sales-sql predict --engine spark`), or raise the "
+                         "setting and the driver's memory")
+    folder = _folder(spark)
+    unservable = _layout_problem(settings)
+    if not unservable:
+        _write_index(spark, settings, folder, history)
+    source = _write_model(spark, settings, folder, db, version, unservable)
     spark.sparkContext.addFile(str(folder), recursive=True)
     name = folder.name
     _register_hash(spark, settings)
@@ -181,26 +204,78 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
                                 ("predict_sales_proba", "proba_arrow", spark_type(PROBA)),
                                 ("explain_sales_class", "explain_arrow", spark_type(EXPLANATION))):
         spark.udf.register(fn, _arrow_udf(calling(method), returns))
-    for fn, struct in (("ks_drift", KS), ("chi2_drift", CHI2)):
-        spark.udf.register(fn, _arrow_udf(per_row(fn, struct), spark_type(struct)))
+    _register_drift(spark)
     return source
 
 
-def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) -> str:
-    """Write into `folder` what the executors serve: the history index of Spark's `history` (built() by the same
-    code as DuckDB's, through an in-memory DuckDB), the model's booster, spec and metrics, its compiled trees
-    once checked against XGBoost, and the drift baseline (also the view drift_baseline here)."""
-    unservable = ""
-    con = duckdb.connect()
-    con.register("spark_history", spark.table(history).toArrow())
-    con.execute("CREATE TABLE history AS FROM spark_history")
-    (folder / "index").mkdir()
+def predict(spark, lines, settings: Settings | None = None, *, db: str | os.PathLike | None = None,
+            version: int | str | None = None):
+    """The join path: one row of predictions per line of `lines` (a DataFrame, or a table or view name, with the
+    columns of invoices: line_id, sale_time, branch_id, item_code, unit_price, customer_id), the columns of
+    `sales-sql predict --into` (line_id, label, p_low, p_medium, p_high, source, model_version), a lazy DataFrame.
+    Each line's features come from an as-of join over the Spark view `history` (create_views) on the executors (the feature SQL
+    of training_set, without the label), and the model (as register() finds it) runs in an Arrow function over them,
+    on the same compiled trees: only the model's bundle (booster, spec, compiled trees) goes through the driver,
+    nothing that grows with invoices or history. Equal to DuckDB's predict_sales bit for bit, fallback included."""
+    settings = settings or load_settings()
+    folder = _folder(spark)
+    _write_model(spark, settings, folder, db, version, _layout_problem(settings))
+    spark.sparkContext.addFile(str(folder), recursive=True)
+    name = folder.name
+    lines = spark.table(lines) if isinstance(lines, str) else lines
+    lines.selectExpr("line_id", *inputs.NAMES, "CAST(sale_time AS DATE) AS sale_day") \
+        .createOrReplaceTempView("scoring_lines")
+    _register_hash(spark, settings)
+    run_sql(spark, statements("scoring_features", settings))
+
+    def score(batches):
+        predictor = _served(name, settings)
+        for rb in batches:
+            table = pa.Table.from_batches([rb])
+            yield pa.record_batch([table["line_id"].combine_chunks(),
+                                   *serving.columns(*predictor.predict_joined(table))], schema=SCORED)
+
+    return spark.table("scoring_features").mapInArrow(score, _SCORED_DDL)
+
+
+_SCORED_DDL = "line_id bigint, label string, p_low double, p_medium double, p_high double, source string, " \
+              "model_version int"
+
+
+def _folder(spark) -> Path:
+    """A new bundle folder, removed by stop()."""
+    folder = scratch.folder("bundle")
+    _BUNDLES.setdefault(spark.sparkContext.applicationId, []).append(folder)
+    return folder
+
+
+def _layout_problem(settings: Settings) -> str:
+    """Why the prediction kernels cannot lay the feature definition out ("" when they can): as
+    serving.history_index, the fallback then answers without history."""
     try:
+        lookups.Layout.of(settings.definition)
+    except lookups.LayoutError as e:
+        return serving.why(e)
+    return ""
+
+
+def _write_index(spark, settings: Settings, folder: Path, history: str) -> None:
+    """The history index of Spark's `history` into folder/index: collected to the driver through Arrow and built by
+    the same code as DuckDB's (register() bounds the rows first)."""
+    con = duckdb.connect()
+    try:
+        con.register("spark_history", spark.table(history).toArrow())
+        con.execute("CREATE TABLE history AS FROM spark_history")
+        (folder / "index").mkdir()
         lookups.build(lookups.Layout.of(settings.definition), con, folder / "index")
-    except lookups.LayoutError as e:  # as serving.history_index: the fallback answers, saying why
-        unservable = serving.why(e)
     finally:
         con.close()
+
+
+def _write_model(spark, settings: Settings, folder: Path, db, version, unservable: str) -> str:
+    """Write into `folder` what the executors serve besides history: the model's booster, spec and metrics, its
+    compiled trees once checked against XGBoost, and the drift baseline (the view drift_baseline here). Returns what
+    answers: "model" or the fallback's source."""
     meta, raw, baseline = {"version": None, "spec": None, "metrics": {}, "unservable": unservable}, None, None
     if db is not None and version is None:
         with opened(db, read_only=True, settings=settings) as con:
@@ -231,8 +306,8 @@ def _bundle(spark, settings: Settings, folder: Path, db, version, history: str) 
 
 
 class Bundle(serving.ModelSource):
-    """A model bundle register() wrote (model.json, the booster, its checked trees, the history index): what Spark's
-    executors serve."""
+    """A model bundle register() or predict() wrote (model.json, the booster, its checked trees; register()'s also
+    the history index): what Spark's executors serve."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -242,6 +317,8 @@ class Bundle(serving.ModelSource):
             meta = json.loads((self.folder / BUNDLE_META).read_text())
             if meta["unservable"]:  # the empty index of the shipped layout, as serving.history_index gives
                 index = serving.no_history(FEATURES)
+            elif not (self.folder / "index").is_dir():  # predict()'s bundle: history comes joined to the lines
+                index = serving.no_history(settings.definition)
             else:
                 index = lookups.HistoryIndex(lookups.Layout.of(settings.definition),
                                              arrays=lookups.mapped(self.folder / "index"))
@@ -275,32 +352,46 @@ def _served(name: str, settings: Settings) -> serving.Predictor:
 
 # ---- drift ------------------------------------------------------------------------------------------------------
 
-def drift(spark, settings: Settings | None = None, *, window_days: int | None = None, end: dt.date | None = None):
-    """sql/drift.sql in Spark SQL: the usable lines of the `window_days` days up to `end` (default: the latest
-    sale) against the registered model's drift baseline (register() makes the view drift_baseline). The rows as
-    monitor.check gives them (a list of dicts)."""
-
+def drift(spark, settings: Settings | None = None, *, db: str | os.PathLike | None = None,
+          version: int | str | None = None, window_days: int | None = None, end: dt.date | None = None) -> DriftReport:
+    """sql/drift.sql in Spark SQL: the usable lines of the `window_days` days up to `end` (default: the latest sale)
+    against the drift baseline of the model predict() serves (`version` from the store, else the one deployed in
+    `db`), each line's class from the join path. The statistics
+    run on the executors over (value, count) pairs: only aggregates and the report's rows reach the driver. The
+    report as monitor.check gives it (not saved: monitor.save_report writes it into a database file)."""
     settings = settings or load_settings()
-    if not spark.catalog.tableExists("drift_baseline"):
-        raise DriftError("no drift baseline: register(spark, db=... or version=...) a model that has one first")
-    version = spark.sql("SELECT first(version) FROM drift_baseline").collect()[0][0]
     if end is None:
         end = spark.sql("SELECT max(sale_day) FROM usable_lines").collect()[0][0]
         if end is None:
             raise DriftError("there are no usable invoice lines to check")
     start = end - dt.timedelta(days=(window_days or settings.drift_window_days) - 1)
-    spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW drift_window AS SELECT * FROM usable_lines WHERE sale_day "
-              f"BETWEEN DATE '{start.isoformat()}' AND DATE '{end.isoformat()}'")
+    window = spark.sql(f"SELECT * FROM usable_lines WHERE sale_day BETWEEN DATE '{start.isoformat()}' AND "
+                       f"DATE '{end.isoformat()}'")
+    spark.catalog.dropTempView("drift_baseline")  # the baseline of this model only (predict() makes it)
+    scored = predict(spark, window, settings, db=db, version=version)
+    if not spark.catalog.tableExists("drift_baseline"):
+        raise DriftError("no model with a training baseline serves: promote a version into the database (each "
+                         "retrain stores a baseline), or pass a version of the registry that has one")
+    if not window.limit(1).count():
+        raise DriftError(f"the window {start} .. {end} holds no usable invoice lines; choose another end or a longer "
+                         "window")
+    scored.select("line_id", scored["label"].alias("predicted")).createOrReplaceTempView("drift_scored")
+    spark.sql("CREATE OR REPLACE TEMPORARY VIEW drift_window AS SELECT l.*, s.predicted FROM usable_lines l "
+              f"JOIN drift_scored s USING (line_id) WHERE l.sale_day BETWEEN DATE '{start.isoformat()}' AND "
+              f"DATE '{end.isoformat()}'")
+    version = spark.sql("SELECT first(version) FROM drift_baseline").collect()[0][0]
     metrics = _METRICS.get(spark.sparkContext.applicationId, {})
+    _register_drift(spark)
     script = statements("drift", settings, **drift_values(settings, version, metrics))
     try:
         for made, text in script[:-1]:
             spark.sql(text)
-            if made == "drift_current_rows":  # DuckDB's temporary table: a view, cached (predicted once, read by
-                spark.sql("CACHE TABLE drift_current_rows")  # every test)
-        return [dict(zip(COLUMNS, row)) for row in spark.sql(script[-1][1]).collect()]
+            if made == "drift_current_rows":  # DuckDB's temporary table: a view, cached on the executors (predicted
+                spark.sql("CACHE TABLE drift_current_rows")  # once, read by every test)
+        rows = [dict(zip(COLUMNS, row)) for row in spark.sql(script[-1][1]).collect()]
     finally:
         spark.sql("UNCACHE TABLE IF EXISTS drift_current_rows")
+    return DriftReport(None, start, end, version, rows)
 
 
 # ---- training ---------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from .config import Settings
 from .db import opened
 from .definition import CLASSES
 from .duck import batches_of, first_row, sql_text
-from .lookups import Batch, HistoryIndex, LayoutError
+from .lookups import Batch, HistoryIndex, LayoutError, to_matrix
 
 BASELINE_ROWS = 100_000  # the drift baseline: a seeded sample of the training lines, with the model's classes
 
@@ -39,22 +39,6 @@ def feature_spec(settings: Settings) -> dict:
     """What a booster is trained on (definition.spec): the feature definition and the names in matrix order, the
     class thresholds, the buckets and the kernels' format."""
     return definition.spec(settings.definition, settings.low_max, settings.medium_max, settings.buckets)
-
-
-def to_matrix(table: pa.Table, spec: dict) -> np.ndarray:
-    """float32 feature matrix in spec order (NULL -> NaN, which XGBoost treats as missing)."""
-    n = table.num_rows
-    out = np.empty((n, len(spec["features"])), np.float32)
-    hashed_at = None
-    for j, name in enumerate(spec["features"]):
-        if name.startswith("hashed_"):
-            hashed_at = j if hashed_at is None else hashed_at
-            continue
-        out[:, j] = pc.cast(table[name], pa.float32()).to_numpy(zero_copy_only=False)
-    if hashed_at is not None:
-        flat = table["hashed"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        out[:, hashed_at:hashed_at + spec["buckets"]] = flat.reshape(n, spec["buckets"])
-    return out
 
 
 def labels(table: pa.Table) -> np.ndarray:

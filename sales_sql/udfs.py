@@ -62,6 +62,10 @@ def register_udfs(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
                       type="arrow", null_handling="special")
     _replace_function(con, "chi2_drift", per_row("chi2_drift", CHI2), ["VARCHAR[]", "VARCHAR[]"], CHI2.duckdb,
                       type="arrow", null_handling="special")
+    for name, struct, value in (("ks_drift_counted", KS, "DOUBLE"), ("chi2_drift_counted", CHI2, "VARCHAR")):
+        pairs = f"STRUCT(value {value}, n BIGINT)[]"  # each distinct value and its count (sql/drift.sql)
+        _replace_function(con, name, per_row(name, struct), [pairs, pairs], struct.duckdb, type="arrow",
+                          null_handling="special")
     register_prediction(con, settings)
 
 

@@ -1,6 +1,6 @@
--- One drift-check row per feature: the lines of the temporary view drift_window against the training
--- baseline of model $model_name version $version. Filled in by sales_sql/monitor.py (and in Spark SQL by
--- sales_sql/spark.py).
+-- One drift-check row per feature: the lines of the temporary view drift_window (with the model's class of
+-- each line, `predicted`) against the training baseline of model $model_name version $version. Filled in by
+-- sales_sql/monitor.py (and in Spark SQL by sales_sql/spark.py, its classes from the join path).
 --   ks   (numbers):    quantity_sold, unit_price
 --   chi2 (categories): branch_id, item_code (the baseline's $top most frequent values, the rest as '(other)':
 --                      thousands of sparse categories would make the effect size mostly sampling noise),
@@ -14,7 +14,7 @@ CREATE OR REPLACE TEMP VIEW drift_current AS
 SELECT quantity_sold, unit_price, branch_id, item_code,
        isodow(sale_day)     AS day_of_week,
        dayofmonth(sale_day) AS day_of_month,
-       predict_sales_class(sale_time, branch_id, item_code, unit_price, customer_id) AS predicted,
+       predicted,
        CASE WHEN quantity_sold <= $low_max THEN 'LOW' WHEN quantity_sold <= $medium_max THEN 'MEDIUM'
             ELSE 'HIGH' END AS actual
 FROM drift_window;
@@ -25,35 +25,57 @@ WITH b AS (SELECT * FROM drift_baseline WHERE model_name = $model_name AND versi
 w AS (FROM drift_current_rows),
 top_branch AS (SELECT branch_id FROM b GROUP BY ALL ORDER BY count(*) DESC, branch_id LIMIT $top),
 top_item AS (SELECT item_code FROM b GROUP BY ALL ORDER BY count(*) DESC, item_code LIMIT $top),
-grouped AS (
-    SELECT 'w' AS side, CASE WHEN branch_id IN (FROM top_branch) THEN branch_id ELSE '(other)' END AS branch_group,
-           CASE WHEN item_code IN (FROM top_item) THEN item_code ELSE '(other)' END AS item_group FROM w
+sides AS (
+    SELECT 'w' AS side, quantity_sold, unit_price, branch_id, item_code, day_of_week, predicted FROM w
     UNION ALL
-    SELECT 'b', CASE WHEN branch_id IN (FROM top_branch) THEN branch_id ELSE '(other)' END,
-           CASE WHEN item_code IN (FROM top_item) THEN item_code ELSE '(other)' END FROM b
+    SELECT 'b', quantity_sold, unit_price, branch_id, item_code, day_of_week, predicted FROM b
+),
+-- each side's values as (value, n) pairs: one row per distinct value reaches the statistics, however long the window
+numbers AS (
+    SELECT side, feature, list({'value': value, 'n': n}) AS pairs
+    FROM (SELECT side, feature, value, count(*) AS n
+          FROM (SELECT side, 'quantity_sold' AS feature, CAST(quantity_sold AS DOUBLE) AS value FROM sides
+                UNION ALL
+                SELECT side, 'unit_price', CAST(unit_price AS DOUBLE) FROM sides)
+          WHERE value IS NOT NULL
+          GROUP BY side, feature, value)
+    GROUP BY side, feature
+),
+categories AS (
+    SELECT side, feature, list({'value': value, 'n': n}) AS pairs
+    FROM (SELECT side, feature, value, count(*) AS n
+          FROM (SELECT side, 'branch_id' AS feature,
+                       CASE WHEN branch_id IN (FROM top_branch) THEN branch_id ELSE '(other)' END AS value FROM sides
+                UNION ALL
+                SELECT side, 'item_code',
+                       CASE WHEN item_code IN (FROM top_item) THEN item_code ELSE '(other)' END FROM sides
+                UNION ALL
+                SELECT side, 'day_of_week', CAST(day_of_week AS VARCHAR) FROM sides
+                UNION ALL
+                SELECT side, 'predicted_class', predicted FROM sides)
+          WHERE value IS NOT NULL
+          GROUP BY side, feature, value)
+    GROUP BY side, feature
+),
+checks AS (
+    SELECT * FROM (VALUES ('quantity_sold', 'ks'), ('unit_price', 'ks'), ('branch_id', 'chi2'),
+                          ('item_code', 'chi2'), ('day_of_week', 'chi2'), ('predicted_class', 'chi2')) c(feature, test)
+),
+tested AS (
+    SELECT c.feature, c.test,
+           CASE WHEN c.test = 'ks' THEN ks_drift_counted(nw.pairs, nb.pairs) END AS ks,
+           CASE WHEN c.test = 'chi2' THEN chi2_drift_counted(cw.pairs, cb.pairs) END AS chi2
+    FROM checks c
+    LEFT JOIN numbers nw ON nw.feature = c.feature AND nw.side = 'w'
+    LEFT JOIN numbers nb ON nb.feature = c.feature AND nb.side = 'b'
+    LEFT JOIN categories cw ON cw.feature = c.feature AND cw.side = 'w'
+    LEFT JOIN categories cb ON cb.feature = c.feature AND cb.side = 'b'
 ),
 tests AS (
-    SELECT 'quantity_sold' AS feature, 'ks' AS test, r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
-    FROM (SELECT ks_drift((SELECT list(quantity_sold) FROM w), (SELECT list(quantity_sold) FROM b)) AS r)
-    UNION ALL
-    SELECT 'unit_price', 'ks', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
-    FROM (SELECT ks_drift((SELECT list(unit_price) FROM w), (SELECT list(unit_price) FROM b)) AS r)
-
-    UNION ALL
-    SELECT 'branch_id', 'chi2', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
-    FROM (SELECT chi2_drift((SELECT list(branch_group) FROM grouped WHERE side = 'w'),
-                            (SELECT list(branch_group) FROM grouped WHERE side = 'b')) AS r)
-    UNION ALL
-    SELECT 'item_code', 'chi2', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
-    FROM (SELECT chi2_drift((SELECT list(item_group) FROM grouped WHERE side = 'w'),
-                            (SELECT list(item_group) FROM grouped WHERE side = 'b')) AS r)
-    UNION ALL
-    SELECT 'day_of_week', 'chi2', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
-    FROM (SELECT chi2_drift((SELECT list(CAST(day_of_week AS VARCHAR)) FROM w),
-                            (SELECT list(CAST(day_of_week AS VARCHAR)) FROM b)) AS r)
-    UNION ALL
-    SELECT 'predicted_class', 'chi2', r.statistic, r.p_value, r.effect_size, r.n_current, r.n_baseline
-    FROM (SELECT chi2_drift((SELECT list(predicted) FROM w), (SELECT list(predicted) FROM b)) AS r)
+    SELECT feature, test, coalesce(ks.statistic, chi2.statistic) AS statistic,
+           coalesce(ks.p_value, chi2.p_value) AS p_value, coalesce(ks.effect_size, chi2.effect_size) AS effect_size,
+           coalesce(ks.n_current, chi2.n_current) AS n_current, coalesce(ks.n_baseline, chi2.n_baseline) AS n_baseline
+    FROM tested
 ),
 holm AS (
     SELECT *, row_number() OVER (ORDER BY p_value NULLS LAST) AS k, count(p_value) OVER () AS m FROM tests

@@ -16,7 +16,8 @@ import sales_sql
 from conftest import ROOT
 from sales_sql import lookups, serving
 from sales_sql.definition import CALENDAR_SQL, FEATURES, RENDERED, KeyKind, Statistic
-from sales_sql.training import feature_spec, labels, to_matrix, xgb_params
+from sales_sql.lookups import to_matrix
+from sales_sql.training import feature_spec, labels, xgb_params
 
 ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
 

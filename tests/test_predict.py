@@ -16,7 +16,8 @@ from test_lifecycle import make_db
 import sales_sql
 from sales_sql import duck, lookups, scoring, serving
 from sales_sql.definition import FEATURES, FIRST_DAY, LAST_DAY, readable
-from sales_sql.training import CLASSES, feature_spec, labels, to_matrix, xgb_params
+from sales_sql.lookups import to_matrix
+from sales_sql.training import CLASSES, feature_spec, labels, xgb_params
 
 ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
 

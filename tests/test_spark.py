@@ -124,6 +124,21 @@ def test_predict_sales_on_spark_equals_duckdb_bit_for_bit(work, spark, settings)
     assert 1 <= len(explained) <= 5 and all(e["feature"] for e in explained)
 
 
+SCORED = ("SELECT line_id, p.label, p.proba.low AS p_low, p.proba.medium AS p_medium, p.proba.high AS p_high, "
+          f"p.source, p.model_version FROM (SELECT line_id, predict_sales({ARGS}) AS p FROM invoices) ORDER BY line_id")
+
+
+@pytest.mark.parametrize("db, answers", [("db", {"model"}), ("empty", {"fallback:no_model"})])
+def test_the_join_path_equals_duckdbs_predict_sales_on_every_line(work, spark, settings, db, answers):
+    """sales_sql.spark.predict (features from the as-of join, nothing of history on the driver) answers every invoice
+    line (returns included) as DuckDB's predict_sales does, bit for bit, with a model and with the fallback."""
+    theirs = engine.predict(spark, "invoices", settings, db=work[db]).orderBy("line_id").toArrow()
+    ours = duck_table(work[db], SCORED, settings)
+    assert theirs.num_rows == ours.num_rows > 25_000
+    assert set(theirs["source"].to_pylist()) == answers
+    assert_same(ours, theirs.cast(ours.schema))
+
+
 def test_without_a_model_spark_answers_as_duckdbs_fallback(work, spark, settings):
     assert engine.register(spark, settings, db=work["empty"]) == "fallback:no_model"
     theirs = flat(predictions(lambda q: spark.sql(q).toArrow(), "usable_lines"))
@@ -213,9 +228,8 @@ def test_zoned_sale_times_give_spark_the_same_days_as_duckdb(work, spark, settin
 def test_drift_on_spark_equals_duckdbs_report(work, spark, settings):
     from sales_sql import monitor
 
-    engine.register(spark, settings, db=work["db"], version=work["duckdb_version"])
     end = dt.date(2024, 7, 15)
-    theirs = engine.drift(spark, settings, window_days=30, end=end)
+    theirs = engine.drift(spark, settings, db=work["db"], version=work["duckdb_version"], window_days=30, end=end).rows
     con = connect(work["db"], settings=settings)
     try:
         from sales_sql.registry import promote
