@@ -1,98 +1,166 @@
-"""Spark local[2] against DuckDB on the same machine and the same 1M UCI lines, each measured in this one run.
+"""Spark's join path against DuckDB on the same machine, at UCI x 1 and x 10, each measured in this one run.
 
-1. predict_sales_class over every usable line (the production model of bench/.cache/uci.duckdb, served on
-   Spark from that file with sales_sql.spark.register): rows per second per core on each engine and their ratio.
-   Target: Spark's per-core throughput >= 1/4 of DuckDB's. Each side runs three times after one warm-up (Spark's
-   first query starts its Python workers and loads the bundle); the figures are the median and the range.
-2. The as-of feature join: every line's history features (training_set; Spark: the timeline + last() window of
-   sql/spark/training_set.sql, with history already cached; DuckDB: its ASOF joins), timed the same way.
+Per size (bench/scale.py's databases: UCI's lines k times under k sets of branch names, with UCI's production model):
+1. DuckDB: `sales-sql predict DB --into ...` over every invoice line (a copy of the file), wall time;
+2. Spark: `sales-sql predict DB --engine spark --input EXPORT --output OUT` over the same lines, on a standalone
+   cluster on this machine (sales_sql.spark.standalone: a master, one worker offering both cores to one executor),
+   wall time, and the driver's peak RSS: the command's process and its JVM (the executor is not the driver's),
+   sampled every 0.2 s;
+3. the as-of join's share: in a session of this process on the same cluster, the features alone (scoring_features,
+   written to Spark's no-op sink) against the whole join path (predict(), to the same sink), each after a warm-up.
+Both commands run with the machine's two cores (DuckDB's threads; Spark's executor), so lines per second per core
+is lines / wall time / 2 on both sides, each command's start included. Targets (issue #38): the join path >= 0.5 of
+DuckDB's per-core rate; the driver's peak RSS at x10 within 1.2x of x1.
 
-The first run exports the database to bench/.cache/uci_export (sales-sql export); bench/predict.py's first run
-trains the model (about 5 minutes).
+    python bench/spark.py [--sizes 1,10] [--runs 2]
 
-    python bench/spark.py
+The exports are written once into bench/.cache/scale_xK_export (sales-sql export).
 """
+import argparse
 import os
 import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-from predict import ensure_model
-from uci import ROOT, uci_database
+from scale import CACHE, SALES_SQL, build, timed
+from uci import uci_database
+
+import pyspark
 
 import sales_sql
-from sales_sql import db as dbs
 from sales_sql import spark as engine
 from sales_sql.config import load_settings
 
-ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
-PREDICT = f"SELECT count(*), sum(CASE WHEN predict_sales_class({ARGS}) = 'LOW' THEN 1 ELSE 0 END) FROM usable_lines"
-FEATURES = "SELECT count(*), sum(bi_n), sum(item_days_since), sum(ci_log_qty_mean) FROM training_set"
+CORES = 2
 
 
-def runs(fn, n=3):
-    fn()  # warm-up
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+def export(db: Path, k: int) -> Path:
+    folder = CACHE / f"scale_x{k}_export"
+    if not folder.exists():
+        subprocess.run([SALES_SQL, "export", str(db), str(folder)], check=True, capture_output=True)
+    return folder
 
 
-def summary(times):
-    return f"median {statistics.median(times):.2f} s (runs {min(times):.2f}-{max(times):.2f})"
+def tree_rss(pid: int) -> float:
+    """RSS in MB of a process and all its descendants now."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total / 2**20
+
+
+def driver_run(*args) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB of the command and its descendants) of one sales-sql command."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([SALES_SQL, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.2)
+    wall = time.perf_counter() - t
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        sys.exit(f"sales-sql {' '.join(map(str, args))} failed ({proc.returncode}):\n{err[-3000:]}")
+    return wall, peak
+
+
+def shares(master: str, db: Path, folder: Path, runs: int) -> tuple[list[float], list[float]]:
+    """Seconds of the features alone and of the whole join path, each run `runs` times after a warm-up, in one
+    session of this process."""
+    settings = load_settings()
+    spark = engine.session(master, **{"spark.driver.memory": "2g"})
+    try:
+        engine.create_views(spark, folder, settings)
+        scored = engine.predict(spark, "invoices", settings, db=db)
+        features = spark.table("scoring_features")  # predict() made it: the as-of join and the row's features
+
+        def timing(frame):
+            frame.write.format("noop").mode("overwrite").save()  # warm-up (history cached, workers started)
+            out = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                frame.write.format("noop").mode("overwrite").save()
+                out.append(time.perf_counter() - t)
+            return out
+
+        return timing(features), timing(scored)
+    finally:
+        engine.stop(spark)
 
 
 def main():
-    settings = load_settings()
-    db = uci_database()
-    ensure_model(db, settings)
-    export = ROOT / "bench" / ".cache" / "uci_export"
-    if not export.exists():
-        with dbs.opened(str(db), read_only=True, settings=settings) as con:
-            dbs.export(con, export)
-    con = sales_sql.connect(db, read_only=True)
-    lines = con.execute("SELECT count(*) FROM usable_lines").fetchall()[0][0]
-    cores = os.cpu_count()
-    duck_predict = runs(lambda: con.execute(PREDICT).fetchall())
-    duck_features = runs(lambda: con.execute(FEATURES).fetchall())
-    duck_answer = con.execute(PREDICT).fetchall()[0]
-    con.close()
-    sales_sql.close(db)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1,10")
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+    uci = uci_database()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    results = {}
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp, \
+            engine.standalone(Path(tmp) / "cluster", cores=CORES, memory="8g") as master:
+        for k in map(int, args.sizes.split(",")):
+            db = build(k, uci)
+            folder = export(db, k)
+            con = sales_sql.connect(db, read_only=True)
+            lines = con.execute("SELECT count(*) FROM invoices").fetchone()[0]
+            history = con.execute("SELECT count(*) FROM history").fetchone()[0]
+            con.close()
+            sales_sql.close(db)
+            duck, spark, rss = [], [], []
+            for run in range(args.runs):
+                copy = Path(tmp) / "copy.duckdb"
+                shutil.copy(db, copy)
+                shutil.copytree(f"{db}.index", f"{copy}.index", dirs_exist_ok=True)
+                duck.append(timed("predict", copy, "--into", "scored", "--replace")[0])
+                copy.unlink()
+                out = Path(tmp) / "scored"
+                wall, peak = driver_run("predict", db, "--engine", "spark", "--input", folder, "--output", out,
+                                        "--replace", "--master", master, "--conf", "spark.executor.memory=6g",
+                                        "--conf", f"spark.executor.cores={CORES}")
+                spark.append(wall)
+                rss.append(peak)
+            features, whole = shares(master, db, folder, args.runs)
+            results[k] = dict(lines=lines, history=history, duck=duck, spark=spark, rss=rss, features=features,
+                              whole=whole)
+            report(results)
 
-    spark = engine.session("local[2]")
-    try:
-        t = time.perf_counter()
-        engine.create_views(spark, export, settings)
-        spark.sql("SELECT count(*) FROM history").collect()
-        views = time.perf_counter() - t
-        t = time.perf_counter()
-        source = engine.register(spark, settings, db=db)
-        bundled = time.perf_counter() - t
-        spark_predict = runs(lambda: spark.sql(PREDICT).collect())
-        spark_features = runs(lambda: spark.sql(FEATURES).collect())
-        spark_answer = tuple(spark.sql(PREDICT).collect()[0])
-    finally:
-        engine.stop(spark)
-    assert source == "model" and tuple(duck_answer) == spark_answer, (source, duck_answer, spark_answer)
 
-    per_core = lambda times: lines / statistics.median(times) / cores  # noqa: E731
-    ratio = per_core(spark_predict) / per_core(duck_predict)
-    ratios = sorted(d / s for d, s in zip(duck_predict, spark_predict))
-    print(f"{time.strftime('%Y-%m-%d')}, {cores} cores, {lines:,} usable UCI lines, Spark local[{cores}]")
-    print(f"  Spark: invoices, usable_lines and history from Parquet {views:.1f} s; register (history index, "
-          f"checked trees, addFile) {bundled:.1f} s")
-    print(f"predict_sales_class over every line (same answers on both: {spark_answer[1]:,} LOW)")
-    print(f"  DuckDB  {summary(duck_predict)}: {per_core(duck_predict):,.0f} rows/s per core")
-    print(f"  Spark   {summary(spark_predict)}: {per_core(spark_predict):,.0f} rows/s per core")
-    print(f"  Spark / DuckDB per core: {ratio:.2f} (runs {ratios[0]:.2f}-{ratios[-1]:.2f}); target >= 0.25: "
-          f"{'met' if ratio >= 0.25 else 'NOT met'}")
-    print("as-of feature join (training_set: every line's history features)")
-    print(f"  DuckDB ASOF joins            {summary(duck_features)}")
-    print(f"  Spark timeline + last()      {summary(spark_features)}: "
-          f"{statistics.median(spark_features) / statistics.median(duck_features):.1f}x DuckDB's time")
-    shutil.rmtree(ROOT / "bench" / ".cache" / "spark-warehouse", ignore_errors=True)
+def report(results: dict) -> None:
+    print(f"\n{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; Spark {pyspark.__version__} standalone "
+          f"(one worker, {CORES} cores); medians of the runs, ranges in brackets")
+    span = lambda xs, f: f"{statistics.median(xs):{f}} [{min(xs):{f}}-{max(xs):{f}}]"  # noqa: E731
+    print(f"{'size':>5} {'lines':>11} {'history':>11} {'DuckDB s':>18} {'Spark s':>18} {'per core / DuckDB':>22} "
+          f"{'as-of share':>12} {'driver RSS MB':>20}")
+    for k, r in results.items():
+        ratios = [d / s for d, s in zip(r["duck"], r["spark"])]
+        share = [f / w for f, w in zip(r["features"], r["whole"])]
+        print(f"x{k:<4} {r['lines']:>11,} {r['history']:>11,} {span(r['duck'], '.1f'):>18} {span(r['spark'], '.1f'):>18} "
+              f"{span(ratios, '.2f'):>22} {span(share, '.2f'):>12} {span(r['rss'], '.0f'):>20}")
+    if 1 in results and 10 in results:
+        growth = max(results[10]["rss"]) / min(results[1]["rss"])
+        print(f"driver peak RSS x10 / x1 (worst pair): {growth:.2f} (target <= 1.2: {'met' if growth <= 1.2 else 'NOT met'})")
+    for k, r in results.items():
+        worst = min(d / s for d, s in zip(r["duck"], r["spark"]))
+        print(f"x{k}: join path per core / DuckDB's (worst run) {worst:.2f} (target >= 0.5: "
+              f"{'met' if worst >= 0.5 else 'NOT met'})")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -67,6 +68,61 @@ def memory_limit_option(default: str, what: str):
 def _loading(file, step):
     """Progress of a long load on a terminal (nothing in a log): the step, and DuckDB's bar for long statements."""
     click.echo(f"{file}: {step} ...", err=True)
+
+
+def spark_options(command):
+    """--engine, --input, --master and --conf: what a command that also runs on Apache Spark takes."""
+    options = [
+        click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+                     help="spark: run on Apache Spark over the invoices of --input (pip install 'sales_sql[spark]' "
+                          "and Java 17; docs/scale-out.md); the model and what is saved stay in DATABASE and its "
+                          "MLflow store."),
+        click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False),
+                     help="With --engine spark: the folder `sales-sql export` wrote (or any Parquet of invoices)."),
+        click.option("--master", default="local[2]", show_default=True,
+                     help="With --engine spark: Spark's master URL (spark://HOST:7077 for a standalone cluster)."),
+        click.option("--conf", "conf", multiple=True, metavar="KEY=VALUE",
+                     help="With --engine spark: a Spark setting, e.g. --conf spark.executor.memory=4g (repeatable)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@contextmanager
+def _on_spark(settings, input_dir, master, conf):
+    """A Spark session (master, --conf settings) with sales_sql's views over the invoices of --input; stopped at the
+    end. Yields (sales_sql.spark, the session)."""
+    if input_dir is None:
+        raise click.UsageError("--engine spark needs --input DIR: the invoices as Parquet (sales-sql export "
+                               "DATABASE DIR writes them)")
+    settings_given = {}
+    for item in conf:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise click.BadParameter(f"{item!r} is not a Spark setting; write it as KEY=VALUE, e.g. "
+                                     "spark.executor.memory=4g", param_hint="--conf")
+        settings_given[key.strip()] = value
+    try:
+        from . import spark as engine
+    except ImportError as e:
+        raise click.UsageError(f"--engine spark needs pyspark ({e}): pip install 'sales_sql[spark]' "
+                               "(and Java 17 or newer)") from None
+    step(f"starting Spark ({master})")
+    session = engine.session(master, **settings_given)
+    try:
+        step("reading the invoices on Spark")
+        engine.create_views(session, input_dir, settings)
+        yield engine, session
+    finally:
+        engine.stop(session)
+
+
+def _local_only(engine: str, **given) -> None:
+    """Refuse, in one line, options that only --engine spark takes when the engine is DuckDB."""
+    for option, value in given.items():
+        if engine != "spark" and value:
+            raise click.UsageError(f"--{option.replace('_', '-')} is for --engine spark; leave it out on DuckDB")
 
 
 @click.group(cls=Contract)
@@ -192,20 +248,58 @@ def export(database, folder):
 
 @main.command()
 @click.argument("database", type=click.Path(dir_okay=False, exists=True))
-@click.option("--into", "table", required=True, help="Table to create with one row of predictions per line.")
+@click.option("--into", "table", help="Table to create with one row of predictions per line (DuckDB).")
+@click.option("--output", type=click.Path(file_okay=False),
+              help="With --engine spark: the folder to write the predictions to, as Parquet partitioned by month "
+                   "(sale_month=YYYY-MM), the columns of --into.")
 @click.option("--where", help="Filter on invoices columns, e.g. \"sale_time >= DATE '2025-12-01'\". Default: all lines.")
-@click.option("--replace", is_flag=True, help="Overwrite the table if it exists.")
+@click.option("--replace", is_flag=True, help="Overwrite the table (or the --output folder) if it exists.")
 @click.option("--batch-rows", default=100_000, show_default=True,
               help="Lines per prediction batch (each line of a batch holds about 0.8 KB while it is scored).")
 @memory_limit_option("128MB", "its buffers for reading invoices and writing the table")
+@spark_options
 @config_option
-def predict(database, table, where, replace, batch_rows, memory_limit):
+def predict(database, table, output, where, replace, batch_rows, memory_limit, engine, input_dir, master, conf):
     """Score invoice lines of DATABASE in bulk into a table: line_id, label, p_low, p_medium, p_high,
     source, model_version. All or nothing: the table appears only when every line is scored.
 
     Example: sales-sql predict sales.duckdb --where "sale_time >= DATE '2025-12-01'" --into december
+
+    On Spark (the model deployed in DATABASE, each line's history from a join on the executors):
+    sales-sql predict sales.duckdb --engine spark --input export/ --output predictions/
     """
-    from .scoring import score_into
+    from .scoring import ScoreError, score_into
+
+    _local_only(engine, output=output, input=input_dir, conf=conf)
+    if engine == "spark":
+        if table is not None:
+            raise click.UsageError("--into is for DuckDB; with --engine spark, write to --output DIR")
+        if output is None:
+            raise click.UsageError("--engine spark needs --output DIR: the folder to write the predictions to")
+        if Path(output).exists() and not replace:
+            raise click.UsageError(f"--output {output} already exists; pass --replace to overwrite it or choose "
+                                   "another folder")
+        settings = _settings()
+        with _on_spark(settings, input_dir, master, conf) as (spark_engine, session):
+            lines = session.table("invoices")
+            if where:
+                try:
+                    lines = lines.where(where)
+                except Exception as e:  # noqa: BLE001  Spark's parse and analysis errors
+                    raise ScoreError(f"--where {where!r} does not work on invoices: {str(e).strip().splitlines()[0]}"
+                                     ) from None
+            step("scoring on Spark")
+            scored = spark_engine.predict(session, lines, settings, db=database)
+            scored.write.mode("overwrite" if replace else "errorifexists").partitionBy("sale_month").parquet(output)
+            answered = session.read.parquet(output).groupBy("source", "model_version").count() \
+                .orderBy("source", "model_version").collect()
+        total = sum(r["count"] for r in answered)
+        by = ", ".join(f"{r['source']}{f' v{r.model_version}' if r['model_version'] else ''} {r['count']:,}"
+                       for r in answered)
+        click.echo(f"wrote {total:,} predictions to {output} ({by or 'no lines'})")
+        return
+    if table is None:
+        raise click.UsageError("--into TABLE is needed: the table to create with the predictions")
 
     def progress(done, total):
         click.echo(f"scored {done:,} of {total:,} lines", err=True)
@@ -239,12 +333,16 @@ format_option = click.option("--format", "fmt", type=click.Choice(["table", "jso
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write baseline vs window distributions of what "
               "drifted to this PNG.")
 @click.option("--no-save", is_flag=True, help="Do not append to drift_report (opens the file read-only).")
+@spark_options
 @config_option
-def drift(database, window, end, fmt, plot, no_save):
+def drift(database, window, end, fmt, plot, no_save, engine, input_dir, master, conf):
     """Check recent invoices in DATABASE against the production model's training baseline, one row per
     feature, appended to drift_report. Exit code 0: no drift, 1: drift, 2: the check could not run.
 
     Example: sales-sql drift sales.duckdb --window 30d --plot drift.png
+
+    On Spark (the window's lines from --input, the report saved into DATABASE):
+    sales-sql drift sales.duckdb --engine spark --input export/ --window 30d
     """
 
     from .monitor import check, save_report
@@ -257,8 +355,18 @@ def drift(database, window, end, fmt, plot, no_save):
         days = _duration(window, "d", "--window", what)
         if days < 1 or days != int(days):
             raise click.BadParameter(f"{window!r} is not {what}", param_hint="--window")
-    con = _open(database, read_only=no_save)
-    report = check(con, settings, window_days=int(days) if days else None, end=end.date() if end else None, save=False)
+    _local_only(engine, input=input_dir, conf=conf)
+    window_days, last = int(days) if days else None, end.date() if end else None
+    if engine == "spark":
+        if plot:
+            raise click.UsageError("--plot draws the window DuckDB reads; leave it out with --engine spark")
+        with _on_spark(settings, input_dir, master, conf) as (spark_engine, session):
+            step("checking drift on Spark")
+            report = spark_engine.drift(session, settings, db=database, window_days=window_days, end=last)
+        con = _open(database, read_only=no_save)
+    else:
+        con = _open(database, read_only=no_save)
+        report = check(con, settings, window_days=window_days, end=last, save=False)
     panels = 0
     if plot:
         step(f"writing the plot {plot}")
@@ -303,16 +411,11 @@ models_dir_option = click.option("--models-dir", default="models", show_default=
 @click.option("--cutoff", help="Train before this day, validate from it (YYYY-MM-DD). Default: configs/.")
 @click.option("--rounds", type=click.IntRange(min=1), help="Boosting rounds (default: training.num_boost_round).")
 @click.option("--resume", is_flag=True, help="Continue the same job from its last checkpoint after a crash.")
-@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
-              help="spark: train with xgboost.spark on the invoices of --input (pip install 'sales_sql[spark]'); "
-                   "the run and version go to DATABASE's MLflow store, its drift baseline into DATABASE.")
-@click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False),
-              help="With --engine spark: the folder `sales-sql export` wrote (or any Parquet of invoices).")
-@click.option("--master", default="local[2]", show_default=True, help="With --engine spark: Spark's master URL.")
 @click.option("--num-workers", type=click.IntRange(min=1), help="With --engine spark: XGBoost workers (default: Spark's parallelism).")
+@spark_options
 @models_dir_option
 @config_option
-def retrain(database, cutoff, rounds, resume, engine, input_dir, master, num_workers, models_dir):
+def retrain(database, cutoff, rounds, resume, num_workers, engine, input_dir, master, conf, models_dir):
     """Train a new model version on DATABASE's training_set, log it to MLflow and register it.
 
     Example: sales-sql retrain sales.duckdb --cutoff 2011-09-01
@@ -325,8 +428,15 @@ def retrain(database, cutoff, rounds, resume, engine, input_dir, master, num_wor
     settings = _settings()
     if rounds is not None:
         settings = dataclasses.replace(settings, num_boost_round=rounds)
+    _local_only(engine, input=input_dir, conf=conf, num_workers=num_workers)
     if engine == "spark":
-        return _retrain_on_spark(database, settings, cutoff, input_dir, master, num_workers)
+        with _on_spark(settings, input_dir, master, conf) as (spark_engine, session):
+            step("training on Spark and registering")
+            version, metrics = spark_engine.retrain(session, database, settings, cutoff=cutoff,
+                                                    num_workers=num_workers)
+        click.echo(f"registered {settings.model_name} version {version} (trained on Spark, {master})")
+        click.echo(_metrics_table([("model", metrics)]))
+        return
     # importing MLflow and opening its store take seconds: do it while DuckDB reads the data
     step("reading the training data")
     prepared = None
@@ -346,27 +456,6 @@ def retrain(database, cutoff, rounds, resume, engine, input_dir, master, num_wor
     click.echo(f"registered {settings.model_name} version {r.version} (run {r.run_id}), {r.rounds} rounds")
     rows = [("model", r.metrics)] + [(f"baseline: {k}", m) for k, m in r.baselines.items()]
     click.echo(_metrics_table(rows))
-
-
-def _retrain_on_spark(database, settings, cutoff, input_dir, master, num_workers):
-    if input_dir is None:
-        raise click.UsageError("--engine spark needs --input DIR: the invoices as Parquet (sales-sql export "
-                               "DATABASE DIR writes them)")
-    try:
-        from . import spark as engine
-    except ImportError as e:
-        raise click.UsageError(f"--engine spark needs pyspark ({e}): pip install 'sales_sql[spark]' "
-                                   "(and Java 17 or newer)") from None
-    step("starting Spark")
-    session = engine.session(master)
-    try:
-        engine.create_views(session, input_dir, settings)
-        step("training on Spark and registering")
-        version, metrics = engine.retrain(session, database, settings, cutoff=cutoff, num_workers=num_workers)
-    finally:
-        engine.stop(session)
-    click.echo(f"registered {settings.model_name} version {version} (trained on Spark, {master})")
-    click.echo(_metrics_table([("model", metrics)]))
 
 
 def _metrics_table(rows) -> str:

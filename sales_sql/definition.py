@@ -317,7 +317,8 @@ def render_training_set(definition: Definition, asof_join: bool = True, *, lines
     """sql/training_set.sql: one row per usable line with its label and every feature, history as of the day
     before (ASOF joins). Without `asof_join` (for Spark, which has none: render_spark_training_set), each line is put
     once per key kind into that key's timeline beside the key's history rows, and the latest history row before it is
-    the last one seen in (day, lines first) order. Spark's scoring renders the same features of other `lines` (with
+    the last one seen in (day, lines first) order; one aggregation by line gathers the kinds' rows (one shuffle, where
+    a join per kind took five). Spark's scoring renders the same features of other `lines` (with
     a sale_day) as `view`, without the quantity and the label."""
     two = [k for k in definition.kinds if len(k.columns) > 1]
     keys = "".join(f",\n           {_key_sql(k)} AS {k.name}_key" for k in two)
@@ -342,6 +343,8 @@ def render_training_set(definition: Definition, asof_join: bool = True, *, lines
                           for k in definition.kinds)
     else:
         stats = ", ".join(f"{x} := {x}" for x in ["sale_day"] + [s.name for s in definition.statistics])
+        found = ",\n".join(f"           max(CASE WHEN kind = '{k.name}' THEN h END) AS {k.prefix}"
+                           for k in definition.kinds)
         probes = "\n    UNION ALL\n".join(
             f"    SELECT '{k.name}' AS kind, {key[k.name]} AS key, sale_day, 0 AS tag, line_id, NULL AS h\n"
             f"    FROM lines WHERE {' AND '.join(f'{c} IS NOT NULL' for c in k.columns)}" for k in definition.kinds)
@@ -353,9 +356,13 @@ def render_training_set(definition: Definition, asof_join: bool = True, *, lines
     SELECT kind, tag, line_id, last_value(h IGNORE NULLS) OVER (PARTITION BY kind, key ORDER BY sale_day, tag
                                                                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS h
     FROM timeline
+), found AS (  -- per line, the history row found for each kind (a struct named as the kind's prefix; NULL: none)
+    SELECT line_id,
+{found}
+    FROM asof WHERE tag = 0
+    GROUP BY line_id
 )"""
-        joins = "\n".join(f"LEFT JOIN (SELECT line_id, h.* FROM asof WHERE tag = 0 AND kind = '{k.name}') {k.prefix}\n"
-                          f"       ON {k.prefix}.line_id = l.line_id" for k in definition.kinds)
+        joins = "LEFT JOIN found f ON f.line_id = l.line_id"
     b, i = definition.hashed
     labelled = f' l.quantity_sold,\n    {label_sql("l.quantity_sold")} AS label,' if label else ""
     return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.

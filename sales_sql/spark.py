@@ -10,16 +10,18 @@ registry, and any version serves on either engine (one booster format, one spec)
     register(spark, db="shop.duckdb")                      # the functions, serving the model deployed in that file
     spark.sql("SELECT predict_sales_class(sale_time, branch_id, item_code, unit_price, customer_id) FROM invoices")
 
-The model and the history index travel to the executors as one folder (SparkContext.addFile) and are loaded once
+The model and the history index travel to the executors as one archive (SparkContext.addArchive) and are loaded once
 per Python worker: the index memory-mapped, the trees compiled and checked on the driver.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import sys
+import tarfile
 import threading
 import warnings
 from pathlib import Path
@@ -28,6 +30,7 @@ from types import SimpleNamespace
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
@@ -69,6 +72,69 @@ def stop(spark) -> None:
     for folder in _BUNDLES.pop(app, []):
         scratch.remove(folder)
     spark.stop()
+
+
+@contextlib.contextmanager
+def standalone(folder: str | os.PathLike, cores: int = 1, memory: str = "1g", timeout: float = 60.0):
+    """A Spark standalone cluster on this machine, to try the cluster path (and test it): a master and one worker on
+    127.0.0.1, each its own JVM started from the installed pyspark (bin/spark-class), the worker offering `cores` and
+    `memory` to executors (their own JVMs and Python workers). Logs and the worker's folder go into `folder`. Yields
+    the master's URL (spark://127.0.0.1:PORT); on exit both stop with everything they started (their process groups),
+    so nothing is left running."""
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import pyspark
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_HOME": str(spark_class.parent.parent),
+           "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    started = []
+
+    def start(name: str, args: list[str], ready: str):
+        log = folder / f"{name}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([str(spark_class), *args], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        started.append(proc)
+        deadline = time.monotonic() + timeout
+        while ready not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Spark {name} did not start (see {log}): "
+                                   f"{log.read_text(errors='replace').strip()[-300:]}")
+            time.sleep(0.2)
+
+    port = free_port()
+    url = f"spark://127.0.0.1:{port}"
+    try:
+        start("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+                         "--webui-port", str(free_port())], "I have been elected leader")
+        start("worker", ["org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", str(cores),
+                         "--memory", memory, "--webui-port", str(free_port()), "--work-dir", str(folder / "work")],
+              "Successfully registered with master")
+        yield url
+    finally:
+        for proc in reversed(started):
+            for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
 
 
 # ---- SQL --------------------------------------------------------------------------------------------------------
@@ -129,7 +195,8 @@ def create_views(spark, invoices, settings: Settings | None = None) -> None:
 
 # ---- the SQL functions ------------------------------------------------------------------------------------------
 
-_SPARK_TYPES = {"DOUBLE": "double", "BIGINT": "bigint", "INTEGER": "int", "VARCHAR": "string"}
+_SPARK_TYPES = {"DOUBLE": "double", "BIGINT": "bigint", "INTEGER": "int", "VARCHAR": "string",  # structs.py's
+                "double": "double", "int64": "bigint", "int32": "int", "string": "string"}  # and Arrow's names
 
 
 def spark_type(struct: Struct) -> str:
@@ -189,8 +256,7 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
     if not unservable:
         _write_index(spark, settings, folder, history)
     source = _write_model(spark, settings, folder, db, version, unservable)
-    spark.sparkContext.addFile(str(folder), recursive=True)
-    name = folder.name
+    name = _ship(spark, folder)
     _register_hash(spark, settings)
 
     def calling(method):
@@ -212,7 +278,8 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
             version: int | str | None = None):
     """The join path: one row of predictions per line of `lines` (a DataFrame, or a table or view name, with the
     columns of invoices: line_id, sale_time, branch_id, item_code, unit_price, customer_id), the columns of
-    `sales-sql predict --into` (line_id, label, p_low, p_medium, p_high, source, model_version), a lazy DataFrame.
+    `sales-sql predict --into` (line_id, label, p_low, p_medium, p_high, source, model_version) and the line's
+    sale_month (YYYY-MM, what `sales-sql predict --engine spark` partitions by), a lazy DataFrame.
     Each line's features come from an as-of join over the Spark view `history` (create_views) on the executors (the feature SQL
     of training_set, without the label), and the model (as register() finds it) runs in an Arrow function over them,
     on the same compiled trees: only the model's bundle (booster, spec, compiled trees) goes through the driver,
@@ -220,8 +287,7 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
     settings = settings or load_settings()
     folder = _folder(spark)
     _write_model(spark, settings, folder, db, version, _layout_problem(settings))
-    spark.sparkContext.addFile(str(folder), recursive=True)
-    name = folder.name
+    name = _ship(spark, folder)
     lines = spark.table(lines) if isinstance(lines, str) else lines
     lines.selectExpr("line_id", *inputs.NAMES, "CAST(sale_time AS DATE) AS sale_day") \
         .createOrReplaceTempView("scoring_lines")
@@ -233,20 +299,34 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
         for rb in batches:
             table = pa.Table.from_batches([rb])
             yield pa.record_batch([table["line_id"].combine_chunks(),
-                                   *serving.columns(*predictor.predict_joined(table))], schema=SCORED)
+                                   *serving.columns(*predictor.predict_joined(table)),
+                                   pc.strftime(table["sale_time"], "%Y-%m").combine_chunks()], schema=_SCORED)
 
-    return spark.table("scoring_features").mapInArrow(score, _SCORED_DDL)
+    return spark.table("scoring_features").mapInArrow(score, ", ".join(
+        f"{f.name} {_SPARK_TYPES[str(f.type)]}" for f in _SCORED))
 
 
-_SCORED_DDL = "line_id bigint, label string, p_low double, p_medium double, p_high double, source string, " \
-              "model_version int"
+# the columns of `sales-sql predict --into`, and the month sales-sql export partitions by
+_SCORED = SCORED.append(pa.field("sale_month", pa.string()))
 
 
 def _folder(spark) -> Path:
-    """A new bundle folder, removed by stop()."""
+    """A new bundle folder (in a scratch folder that stop() removes)."""
     folder = scratch.folder("bundle")
     _BUNDLES.setdefault(spark.sparkContext.applicationId, []).append(folder)
-    return folder
+    (folder / "bundle").mkdir()
+    return folder / "bundle"
+
+
+def _ship(spark, folder: Path) -> str:
+    """Send a bundle folder to every executor as one archive (SparkContext.addArchive: executors of a cluster get no
+    folders through addFile); the name SparkFiles.get finds it unpacked under."""
+    archive = folder.parent / f"{folder.parent.name}.tar"
+    with tarfile.open(archive, "w") as tar:  # entries relative to the folder: Spark refuses "./"
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    spark.sparkContext.addArchive(str(archive))
+    return archive.name
 
 
 def _layout_problem(settings: Settings) -> str:
@@ -383,14 +463,14 @@ def drift(spark, settings: Settings | None = None, *, db: str | os.PathLike | No
     metrics = _METRICS.get(spark.sparkContext.applicationId, {})
     _register_drift(spark)
     script = statements("drift", settings, **drift_values(settings, version, metrics))
-    try:
-        for made, text in script[:-1]:
+    for made, text in script[:-1]:
+        if made == "drift_current_rows":  # DuckDB's temporary table: the rows kept on the executors (predicted once,
+            # read by every test), without their lineage, which every test would otherwise plan again
+            spark.table("drift_current").localCheckpoint().createOrReplaceTempView(made)
+        else:
             spark.sql(text)
-            if made == "drift_current_rows":  # DuckDB's temporary table: a view, cached on the executors (predicted
-                spark.sql("CACHE TABLE drift_current_rows")  # once, read by every test)
-        rows = [dict(zip(COLUMNS, row)) for row in spark.sql(script[-1][1]).collect()]
-    finally:
-        spark.sql("UNCACHE TABLE IF EXISTS drift_current_rows")
+    rows = [dict(zip(COLUMNS, row)) for row in spark.sql(script[-1][1]).collect()]
+    spark.catalog.dropTempView("drift_current_rows")
     return DriftReport(None, start, end, version, rows)
 
 

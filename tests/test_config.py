@@ -13,6 +13,7 @@ GOOD = {
                  "subsample": 0.8, "colsample_bytree": 0.8, "max_bin": 256, "seed": 7},
     "registry": {"experiment": "sales_sql", "model_name": "sales_sql_class"},
     "gate": {"require": "not_worse", "confidence": 0.95},
+    "spark": {"index_max_rows": 5_000_000},
 }
 
 

@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -132,7 +133,7 @@ SCORED = ("SELECT line_id, p.label, p.proba.low AS p_low, p.proba.medium AS p_me
 def test_the_join_path_equals_duckdbs_predict_sales_on_every_line(work, spark, settings, db, answers):
     """sales_sql.spark.predict (features from the as-of join, nothing of history on the driver) answers every invoice
     line (returns included) as DuckDB's predict_sales does, bit for bit, with a model and with the fallback."""
-    theirs = engine.predict(spark, "invoices", settings, db=work[db]).orderBy("line_id").toArrow()
+    theirs = engine.predict(spark, "invoices", settings, db=work[db]).drop("sale_month").orderBy("line_id").toArrow()
     ours = duck_table(work[db], SCORED, settings)
     assert theirs.num_rows == ours.num_rows > 25_000
     assert set(theirs["source"].to_pylist()) == answers
@@ -247,6 +248,57 @@ def test_drift_on_spark_equals_duckdbs_report(work, spark, settings):
                 (a["feature"], key, a[key], b[key])
         assert a["is_drift"] == b["is_drift"], a["feature"]
     assert json.dumps([r["feature"] for r in theirs])
+
+
+# the driver: 2 MB of task results (broadcast joins, bounded by their own threshold, included), a small heap
+BOUNDED = ("--conf", "spark.driver.maxResultSize=2m", "--conf", "spark.sql.autoBroadcastJoinThreshold=1m",
+           "--conf", "spark.driver.memory=512m", "--conf", "spark.executor.memory=1g")
+
+
+def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, settings, tmp_path, monkeypatch):
+    """A real cluster: a standalone master and one worker (each its own JVM; executors with their own JVM and Python
+    workers), the driver allowed 2 MB of results. `sales-sql predict` and `drift --engine spark`, typed as a user
+    would, answer as DuckDB does; collecting history to the driver (register(), the SQL functions' index) fails
+    under the same bound, so the bound is real. Nothing is left running."""
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    with engine.standalone(tmp_path / "cluster", cores=2, memory="1500m") as master:
+        on = ("--engine", "spark", "--input", work["export"], "--master", master, *BOUNDED)
+        out = run_cli("predict", work["db"], *on, "--output", tmp_path / "scored")
+        assert "wrote" in out.stdout and f"model v{work['duckdb_version']}" in out.stdout
+        months = sorted(p.name for p in (tmp_path / "scored").iterdir() if p.name.startswith("sale_month="))
+        assert len(months) >= 6
+        theirs = pq.read_table(tmp_path / "scored").drop(["sale_month"]).sort_by("line_id")
+        ours = duck_table(work["db"], SCORED, settings)
+        assert_same(ours, theirs.cast(ours.schema))
+
+        window = ("--window", "30d", "--end", "2024-07-15", "--format", "json")
+        spark_drift = run_cli("drift", work["db"], *on, *window, check=False)
+        duck_drift = run_cli("drift", work["db"], *window, check=False)
+        assert spark_drift.returncode == duck_drift.returncode in (0, 1), spark_drift.stderr
+        a, b = json.loads(duck_drift.stdout), json.loads(spark_drift.stdout)
+        assert b["run_id"] is not None and b["model_version"] == a["model_version"] == work["duckdb_version"]
+        for x, y in zip(a["rows"], b["rows"], strict=True):
+            assert {k: v for k, v in x.items()} == {k: v for k, v in y.items()}, x["feature"]
+
+        script = ("import sys; from sales_sql import spark as e; s = e.session(sys.argv[1], **{"
+                  "'spark.driver.maxResultSize': '2m', 'spark.sql.autoBroadcastJoinThreshold': '1m', "
+                  "'spark.driver.memory': '512m'}); "
+                  "e.create_views(s, sys.argv[2]); e.register(s, db=sys.argv[3])")
+        collect = subprocess.run([sys.executable, "-c", script, master, str(work["export"]), str(work["db"])],
+                                 capture_output=True, text=True, timeout=300)
+        assert collect.returncode != 0 and "maxResultSize" in collect.stderr, collect.stderr[-2000:]
+    left = subprocess.run(["pgrep", "-f", "org.apache.spark.deploy.(master|worker)"], capture_output=True, text=True)
+    assert left.stdout == "", "the cluster's JVMs are still running"
+
+
+def test_register_refuses_to_collect_history_past_its_bound(work, spark, settings):
+    few = dataclasses.replace(settings, spark_index_max_rows=1000)
+    with pytest.raises(engine.SparkError, match=r"would collect [\d,]+ history rows .*sales_sql.spark.predict"):
+        engine.register(spark, few, db=work["db"])
 
 
 def test_retrain_on_spark_from_the_command_line_needs_its_input(work):

@@ -96,6 +96,19 @@ WITH lines AS (
       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
     ) AS h
   FROM timeline
+), found AS (
+  SELECT
+    line_id,
+    MAX(CASE WHEN kind = 'branch_item' THEN h END) AS bi,
+    MAX(CASE WHEN kind = 'item' THEN h END) AS item,
+    MAX(CASE WHEN kind = 'branch' THEN h END) AS branch,
+    MAX(CASE WHEN kind = 'customer' THEN h END) AS customer,
+    MAX(CASE WHEN kind = 'customer_item' THEN h END) AS ci
+  FROM asof
+  WHERE
+    tag = 0
+  GROUP BY
+    line_id
 )
 SELECT
   l.line_id,
@@ -173,48 +186,5 @@ SELECT
   ci.log_qty_mean_28d AS ci_log_qty_mean_28d,
   DATEDIFF(l.sale_day, ci.sale_day) AS ci_days_since
 FROM lines AS l
-LEFT JOIN (
-  SELECT
-    line_id,
-    h.*
-  FROM asof
-  WHERE
-    tag = 0 AND kind = 'branch_item'
-) AS bi
-  ON bi.line_id = l.line_id
-LEFT JOIN (
-  SELECT
-    line_id,
-    h.*
-  FROM asof
-  WHERE
-    tag = 0 AND kind = 'item'
-) AS item
-  ON item.line_id = l.line_id
-LEFT JOIN (
-  SELECT
-    line_id,
-    h.*
-  FROM asof
-  WHERE
-    tag = 0 AND kind = 'branch'
-) AS branch
-  ON branch.line_id = l.line_id
-LEFT JOIN (
-  SELECT
-    line_id,
-    h.*
-  FROM asof
-  WHERE
-    tag = 0 AND kind = 'customer'
-) AS customer
-  ON customer.line_id = l.line_id
-LEFT JOIN (
-  SELECT
-    line_id,
-    h.*
-  FROM asof
-  WHERE
-    tag = 0 AND kind = 'customer_item'
-) AS ci
-  ON ci.line_id = l.line_id;
+LEFT JOIN found AS f
+  ON f.line_id = l.line_id;
