@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DB ?= demo/demo.duckdb
 
-.PHONY: demo test soak bench clean sql
+.PHONY: demo test test-cluster soak bench clean sql
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ demo: $(BIN)/.installed
 # two test files at a time (pytest-xdist); OpenMP's threads sleep when idle instead of spinning, or XGBoost in one
 # file starves the other
 test: $(BIN)/.installed
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest -n 2 --dist loadfile
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest -n 2 --dist loadfile -m "not cluster"
+
+# the test on a Spark standalone cluster started on this machine (about 3 minutes; CI runs it after make test)
+test-cluster: $(BIN)/.installed
+	$(BIN)/pytest -m cluster
 
 soak: $(BIN)/.installed
 	SALES_SQL_SOAK_SECONDS=60 $(BIN)/pytest -s tests/test_soak.py

@@ -12,7 +12,7 @@ Both commands run with the machine's two cores (DuckDB's threads; Spark's execut
 is lines / wall time / 2 on both sides, each command's start included. Targets (issue #38): the join path >= 0.5 of
 DuckDB's per-core rate; the driver's peak RSS at x10 within 1.2x of x1.
 
-    python bench/spark.py [--sizes 1,10] [--runs 2]
+    python bench/spark.py [--sizes 1,10] [--runs 2] [--shares 1]
 
 The exports are written once into bench/.cache/scale_xK_export (sales-sql export).
 """
@@ -109,6 +109,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,10")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--shares", default="1", help="sizes at which to measure the as-of join's share")
     args = parser.parse_args()
     uci = uci_database()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -136,7 +137,7 @@ def main():
                                         "--conf", f"spark.executor.cores={CORES}")
                 spark.append(wall)
                 rss.append(peak)
-            features, whole = shares(master, db, folder, args.runs)
+            features, whole = shares(master, db, folder, args.runs) if str(k) in args.shares.split(",") else ([], [])
             results[k] = dict(lines=lines, history=history, duck=duck, spark=spark, rss=rss, features=features,
                               whole=whole)
             report(results)
@@ -150,9 +151,14 @@ def report(results: dict) -> None:
           f"{'as-of share':>12} {'driver RSS MB':>20}")
     for k, r in results.items():
         ratios = [d / s for d, s in zip(r["duck"], r["spark"])]
-        share = [f / w for f, w in zip(r["features"], r["whole"])]
+        share = [f / w for f, w in zip(r["features"], r["whole"])] or [float("nan")]
         print(f"x{k:<4} {r['lines']:>11,} {r['history']:>11,} {span(r['duck'], '.1f'):>18} {span(r['spark'], '.1f'):>18} "
               f"{span(ratios, '.2f'):>22} {span(share, '.2f'):>12} {span(r['rss'], '.0f'):>20}")
+    for k, r in results.items():
+        if r["whole"]:
+            print(f"x{k}: in one warm session, the features alone {span(r['features'], '.1f')} s, the join path "
+                  f"{span(r['whole'], '.1f')} s ({r['lines'] / statistics.median(r['whole']) / CORES:,.0f} lines/s per "
+                  f"core; DuckDB's command {r['lines'] / statistics.median(r['duck']) / CORES:,.0f})")
     if 1 in results and 10 in results:
         growth = max(results[10]["rss"]) / min(results[1]["rss"])
         print(f"driver peak RSS x10 / x1 (worst pair): {growth:.2f} (target <= 1.2: {'met' if growth <= 1.2 else 'NOT met'})")

@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import sys
 import tarfile
@@ -41,6 +42,7 @@ from .scoring import SCORED
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
 from .udfs import per_row
 
+log = logging.getLogger("sales_sql")
 # the test-slice metrics of the model register() served last, per Spark application (drift's performance rows)
 _METRICS: dict[str, dict] = {}
 _BUNDLES: dict[str, list[Path]] = {}  # the bundle folders register() wrote, per Spark application (stop() removes)
@@ -246,6 +248,7 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
     what answers: "model" or the fallback's source."""
     settings = settings or load_settings()
     rows = spark.table(history).count()
+    log.info("register() collects %s history rows to the driver for the SQL functions' history index", f"{rows:,}")
     if rows > settings.spark_index_max_rows:
         raise SparkError(f"register() would collect {rows:,} history rows to the driver for the SQL functions' index "
                          f"(more than spark.index_max_rows = {settings.spark_index_max_rows:,}); score with the join "

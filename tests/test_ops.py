@@ -17,7 +17,7 @@ from test_lifecycle import QUICK, make_db
 from test_loader import BAD, GOOD, write_csv
 
 import sales_sql
-from conftest import run_cli
+from conftest import SALES_SQL, run_cli
 from sales_sql.demo import generate
 from sales_sql.ops import doctor
 
@@ -115,11 +115,21 @@ def test_wait_gives_up_naming_the_holder_or_goes_on_when_it_lets_go(tmp_path, se
     assert 5 <= took < 5 + 20, took  # five seconds of waiting, plus the command's start-up
     assert counts(db) == before
 
-    holder = hold(25)  # still held when the command, started, opens the file (its start-up: seconds, more on a busy machine)
-    proc, step, steps = pipeline(db, "--wait", "60s", "--config", tmp_path / "quick.toml",
-                                 "--models-dir", tmp_path / "models")
+    holder = hold(60)  # held until the command says it waits, then let go: the command goes on
+    proc = subprocess.Popen([SALES_SQL, "pipeline", str(db), "--wait", "60s", "--config", str(tmp_path / "quick.toml"),
+                             "--models-dir", str(tmp_path / "models"), "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    said = []
+    for line in proc.stderr:
+        said.append(line)
+        if "waiting up to 60 s" in line:
+            break
+    holder.kill()
     holder.wait()
-    assert f"PID {holder.pid}" in proc.stderr and proc.returncode in (0, 1), proc.stderr
+    out, rest = proc.communicate(timeout=300)
+    said = "".join(said) + rest
+    assert f"PID {holder.pid}" in said and proc.returncode in (0, 1), said
+    step = {s["name"]: s for s in json.loads(out)}
     assert step["retrain"]["status"] == "done" and step["promote"]["status"] == "done"
 
 

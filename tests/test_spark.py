@@ -4,6 +4,7 @@ Marked `spark` and `slow` (`pytest -m spark` runs them alone); they skip, saying
 import dataclasses
 import datetime as dt
 import json
+import shlex
 import shutil
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from sales_sql import close, connect
 from sales_sql.demo import generate, write
 from sales_sql.loader import load_file
@@ -26,6 +27,7 @@ engine = pytest.importorskip("sales_sql.spark", reason="pyspark is not installed
 QUICK = {"num_boost_round": 40, "early_stopping_rounds": 10, "max_depth": 4, "checkpoint_every": 20}
 CUTOFF = "2024-06-01"
 ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
+SCALE_OUT_DOC = (ROOT / "docs" / "scale-out.md").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -255,10 +257,11 @@ BOUNDED = ("--conf", "spark.driver.maxResultSize=2m", "--conf", "spark.sql.autoB
            "--conf", "spark.driver.memory=512m", "--conf", "spark.executor.memory=1g")
 
 
+@pytest.mark.cluster
 def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, settings, tmp_path, monkeypatch):
     """A real cluster: a standalone master and one worker (each its own JVM; executors with their own JVM and Python
-    workers), the driver allowed 2 MB of results. `sales-sql predict` and `drift --engine spark`, typed as a user
-    would, answer as DuckDB does; collecting history to the driver (register(), the SQL functions' index) fails
+    workers), the driver allowed 2 MB of results. `sales-sql predict` and `drift --engine spark`, as docs/scale-out.md
+    writes them, answer as DuckDB does; collecting history to the driver (register(), the SQL functions' index) fails
     under the same bound, so the bound is real. Nothing is left running."""
     import subprocess
 
@@ -266,8 +269,14 @@ def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, s
 
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
     with engine.standalone(tmp_path / "cluster", cores=2, memory="1500m") as master:
-        on = ("--engine", "spark", "--input", work["export"], "--master", master, *BOUNDED)
-        out = run_cli("predict", work["db"], *on, "--output", tmp_path / "scored")
+        def documented(command: str) -> list[str]:
+            """docs/scale-out.md's example of the command, on this module's files and cluster, driver bounded."""
+            line = next(x for x in SCALE_OUT_DOC.splitlines() if x.startswith(f"sales-sql {command} sales.duckdb --engine"))
+            given = {"sales.duckdb": work["db"], "export/": work["export"], "predictions/": tmp_path / "scored",
+                     "spark://host:7077": master}
+            return [given.get(word, word) for word in shlex.split(line)[1:]] + list(BOUNDED)
+
+        out = run_cli(*documented("predict"))
         assert "wrote" in out.stdout and f"model v{work['duckdb_version']}" in out.stdout
         months = sorted(p.name for p in (tmp_path / "scored").iterdir() if p.name.startswith("sale_month="))
         assert len(months) >= 6
@@ -275,9 +284,9 @@ def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, s
         ours = duck_table(work["db"], SCORED, settings)
         assert_same(ours, theirs.cast(ours.schema))
 
-        window = ("--window", "30d", "--end", "2024-07-15", "--format", "json")
-        spark_drift = run_cli("drift", work["db"], *on, *window, check=False)
-        duck_drift = run_cli("drift", work["db"], *window, check=False)
+        window = ("--end", "2024-07-15", "--format", "json")
+        spark_drift = run_cli(*documented("drift"), *window, check=False)
+        duck_drift = run_cli("drift", work["db"], "--window", "30d", *window, check=False)
         assert spark_drift.returncode == duck_drift.returncode in (0, 1), spark_drift.stderr
         a, b = json.loads(duck_drift.stdout), json.loads(spark_drift.stdout)
         assert b["run_id"] is not None and b["model_version"] == a["model_version"] == work["duckdb_version"]
