@@ -152,7 +152,8 @@ def report(results: dict) -> None:
     for k, r in results.items():
         ratios = [d / s for d, s in zip(r["duck"], r["spark"])]
         share = [f / w for f, w in zip(r["features"], r["whole"])] or [float("nan")]
-        print(f"x{k:<4} {r['lines']:>11,} {r['history']:>11,} {span(r['duck'], '.1f'):>18} {span(r['spark'], '.1f'):>18} "
+        print(f"x{k:<4} {r['lines']:>11,} {r['history']:>11,} {span(r['duck'], '.1f'):>18} "
+              f"{span(r['spark'], '.1f'):>18} "
               f"{span(ratios, '.2f'):>22} {span(share, '.2f'):>12} {span(r['rss'], '.0f'):>20}")
     for k, r in results.items():
         if r["whole"]:
@@ -161,7 +162,8 @@ def report(results: dict) -> None:
                   f"core; DuckDB's command {r['lines'] / statistics.median(r['duck']) / CORES:,.0f})")
     if 1 in results and 10 in results:
         growth = max(results[10]["rss"]) / min(results[1]["rss"])
-        print(f"driver peak RSS x10 / x1 (worst pair): {growth:.2f} (target <= 1.2: {'met' if growth <= 1.2 else 'NOT met'})")
+        print(f"driver peak RSS x10 / x1 (worst pair): {growth:.2f} (target <= 1.2: "
+              f"{'met' if growth <= 1.2 else 'NOT met'})")
     for k, r in results.items():
         worst = min(d / s for d, s in zip(r["duck"], r["spark"]))
         print(f"x{k}: join path per core / DuckDB's (worst run) {worst:.2f} (target >= 0.5: "

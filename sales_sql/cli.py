@@ -294,7 +294,7 @@ def predict(database, table, output, where, replace, batch_rows, memory_limit, e
             answered = session.read.parquet(output).groupBy("source", "model_version").count() \
                 .orderBy("source", "model_version").collect()
         total = sum(r["count"] for r in answered)
-        by = ", ".join(f"{r['source']}{f' v{r.model_version}' if r['model_version'] else ''} {r['count']:,}"
+        by = ", ".join(f"{r['source']}{f' v{r.model_version}' if r.model_version else ''} {r['count']:,}"
                        for r in answered)
         click.echo(f"wrote {total:,} predictions to {output} ({by or 'no lines'})")
         return

@@ -149,7 +149,8 @@ def chi2_drift(current, baseline) -> dict:
 
 def chi2_drift_counted(current, baseline) -> dict:
     """chi2_drift of two samples given as (value, n) pairs (each category and how many lines hold it)."""
-    return chi2_counted(*(dict(zip(v.to_pylist(), c.tolist())) for v, c in (_pairs(current, str), _pairs(baseline, str))))
+    sides = (_pairs(current, str), _pairs(baseline, str))
+    return chi2_counted(*(dict(zip(values.to_pylist(), counts.tolist())) for values, counts in sides))
 
 
 def chi2_counted(ca: dict, cb: dict) -> dict:

@@ -1,4 +1,4 @@
-"""The Spark layer only: sales_sql's SQL functions, views, training and drift on Apache Spark.
+"""The Spark layer only: sales_sql's scoring, SQL functions, views, training and drift on Apache Spark.
 
 `pip install 'sales_sql[spark]'` (pyspark; Java 17 or newer is the one prerequisite). The functions are DuckDB's,
 by the same names, as Arrow UDFs over the same engine-agnostic cores (features, lookups, trees, drift); the views
@@ -7,10 +7,14 @@ registry, and any version serves on either engine (one booster format, one spec)
 
     spark = sales_sql.spark.session()                      # or your own SparkSession
     create_views(spark, "export/")                         # invoices (Parquet of `sales-sql export`), history, ...
-    register(spark, db="shop.duckdb")                      # the functions, serving the model deployed in that file
+    predict(spark, "invoices", db="shop.duckdb")           # the join path: any number of lines, a DataFrame out
+    drift(spark, db="shop.duckdb", window_days=30)         # the drift report, from aggregates
+    register(spark, db="shop.duckdb")                      # the SQL functions, for ad-hoc queries
     spark.sql("SELECT predict_sales_class(sale_time, branch_id, item_code, unit_price, customer_id) FROM invoices")
 
-The model and the history index travel to the executors as one archive (SparkContext.addArchive) and are loaded once
+predict() looks each line's history up with an as-of join on the executors and ships only the model; register()
+collects history to the driver for the functions' history index (bounded by the spark.index_max_rows setting). The
+model (and register()'s index) travel to the executors as one archive (SparkContext.addArchive) and are loaded once
 per Python worker: the index memory-mapped, the trees compiled and checked on the driver.
 """
 from __future__ import annotations
@@ -45,7 +49,7 @@ from .udfs import per_row
 log = logging.getLogger("sales_sql")
 # the test-slice metrics of the model register() served last, per Spark application (drift's performance rows)
 _METRICS: dict[str, dict] = {}
-_BUNDLES: dict[str, list[Path]] = {}  # the bundle folders register() wrote, per Spark application (stop() removes)
+_BUNDLES: dict[str, list[Path]] = {}  # the bundle folders register() and predict() wrote, per Spark application
 BUNDLE_META = "model.json"  # in a bundle: the version, its spec and metrics, its checked trees' folder
 
 
@@ -66,7 +70,8 @@ def session(master: str = "local[2]", app: str = "sales_sql", **conf):
 
 
 def stop(spark) -> None:
-    """Stop the session and remove the model bundles register() wrote for it (else removed at interpreter exit)."""
+    """Stop the session and remove the model bundles register() and predict() wrote for it (else removed at
+    interpreter exit)."""
     try:
         app = spark.sparkContext.applicationId
     except AttributeError:  # stopped already (its bundles went then)
@@ -104,16 +109,16 @@ def standalone(folder: str | os.PathLike, cores: int = 1, memory: str = "1g", ti
     started = []
 
     def start(name: str, args: list[str], ready: str):
-        log = folder / f"{name}.log"
-        with open(log, "wb") as out:
+        said = folder / f"{name}.log"
+        with open(said, "wb") as out:
             proc = subprocess.Popen([str(spark_class), *args], stdout=out, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)
         started.append(proc)
         deadline = time.monotonic() + timeout
-        while ready not in log.read_text(errors="replace"):
+        while ready not in said.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Spark {name} did not start (see {log}): "
-                                   f"{log.read_text(errors='replace').strip()[-300:]}")
+                raise RuntimeError(f"the Spark {name} did not start (see {said}): "
+                                   f"{said.read_text(errors='replace').strip()[-300:]}")
             time.sleep(0.2)
 
     port = free_port()
@@ -282,11 +287,12 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
     """The join path: one row of predictions per line of `lines` (a DataFrame, or a table or view name, with the
     columns of invoices: line_id, sale_time, branch_id, item_code, unit_price, customer_id), the columns of
     `sales-sql predict --into` (line_id, label, p_low, p_medium, p_high, source, model_version) and the line's
-    sale_month (YYYY-MM, what `sales-sql predict --engine spark` partitions by), a lazy DataFrame.
-    Each line's features come from an as-of join over the Spark view `history` (create_views) on the executors (the feature SQL
+    sale_month (YYYY-MM, what `sales-sql predict --engine spark` partitions by), a lazy DataFrame. Each line's
+    features come from an as-of join over the Spark view `history` (create_views) on the executors (the feature SQL
     of training_set, without the label), and the model (as register() finds it) runs in an Arrow function over them,
-    on the same compiled trees: only the model's bundle (booster, spec, compiled trees) goes through the driver,
-    nothing that grows with invoices or history. Equal to DuckDB's predict_sales bit for bit, fallback included."""
+    on the same compiled trees: only the model's bundle (booster, spec, compiled trees, drift baseline) goes through
+    the driver, nothing that grows with invoices or history. Equal to DuckDB's predict_sales bit for bit, fallback
+    included."""
     settings = settings or load_settings()
     folder = _folder(spark)
     _write_model(spark, settings, folder, db, version, _layout_problem(settings))
@@ -439,9 +445,9 @@ def drift(spark, settings: Settings | None = None, *, db: str | os.PathLike | No
           version: int | str | None = None, window_days: int | None = None, end: dt.date | None = None) -> DriftReport:
     """sql/drift.sql in Spark SQL: the usable lines of the `window_days` days up to `end` (default: the latest sale)
     against the drift baseline of the model predict() serves (`version` from the store, else the one deployed in
-    `db`), each line's class from the join path. The statistics
-    run on the executors over (value, count) pairs: only aggregates and the report's rows reach the driver. The
-    report as monitor.check gives it (not saved: monitor.save_report writes it into a database file)."""
+    `db`), each line's class from the join path. The statistics run on the executors over (value, count) pairs: only
+    aggregates and the report's rows reach the driver. The report as monitor.check gives it (not saved:
+    monitor.save_report writes it into a database file)."""
     settings = settings or load_settings()
     if end is None:
         end = spark.sql("SELECT max(sale_day) FROM usable_lines").collect()[0][0]
@@ -462,10 +468,10 @@ def drift(spark, settings: Settings | None = None, *, db: str | os.PathLike | No
     spark.sql("CREATE OR REPLACE TEMPORARY VIEW drift_window AS SELECT l.*, s.predicted FROM usable_lines l "
               f"JOIN drift_scored s USING (line_id) WHERE l.sale_day BETWEEN DATE '{start.isoformat()}' AND "
               f"DATE '{end.isoformat()}'")
-    version = spark.sql("SELECT first(version) FROM drift_baseline").collect()[0][0]
+    served = spark.sql("SELECT first(version) FROM drift_baseline").collect()[0][0]
     metrics = _METRICS.get(spark.sparkContext.applicationId, {})
     _register_drift(spark)
-    script = statements("drift", settings, **drift_values(settings, version, metrics))
+    script = statements("drift", settings, **drift_values(settings, served, metrics))
     for made, text in script[:-1]:
         if made == "drift_current_rows":  # DuckDB's temporary table: the rows kept on the executors (predicted once,
             # read by every test), without their lineage, which every test would otherwise plan again
@@ -474,7 +480,7 @@ def drift(spark, settings: Settings | None = None, *, db: str | os.PathLike | No
             spark.sql(text)
     rows = [dict(zip(COLUMNS, row)) for row in spark.sql(script[-1][1]).collect()]
     spark.catalog.dropTempView("drift_current_rows")
-    return DriftReport(None, start, end, version, rows)
+    return DriftReport(None, start, end, served, rows)
 
 
 # ---- training ---------------------------------------------------------------------------------------------------

@@ -271,7 +271,8 @@ def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, s
     with engine.standalone(tmp_path / "cluster", cores=2, memory="1500m") as master:
         def documented(command: str) -> list[str]:
             """docs/scale-out.md's example of the command, on this module's files and cluster, driver bounded."""
-            line = next(x for x in SCALE_OUT_DOC.splitlines() if x.startswith(f"sales-sql {command} sales.duckdb --engine"))
+            start = f"sales-sql {command} sales.duckdb --engine"
+            line = next(x for x in SCALE_OUT_DOC.splitlines() if x.startswith(start))
             given = {"sales.duckdb": work["db"], "export/": work["export"], "predictions/": tmp_path / "scored",
                      "spark://host:7077": master}
             return [given.get(word, word) for word in shlex.split(line)[1:]] + list(BOUNDED)
@@ -310,10 +311,21 @@ def test_register_refuses_to_collect_history_past_its_bound(work, spark, setting
         engine.register(spark, few, db=work["db"])
 
 
-def test_retrain_on_spark_from_the_command_line_needs_its_input(work):
-    """(The training itself runs in the test above, in this module's session: a second JVM costs 20 s.)"""
+def test_spark_commands_refuse_what_cannot_run_in_one_line_before_spark_starts(work):
+    """A missing --input or --output, an option of the other engine, an output that exists, a setting that is no
+    KEY=VALUE: exit 2 with one line, before Spark starts (the commands' Spark runs are in the tests around this one)."""
     refused = run_cli("retrain", work["db"], "--engine", "spark", check=False)
     assert refused.returncode == 2 and "--engine spark needs --input DIR" in refused.stderr
+    for args, says in ((("predict", "--engine", "spark", "--input", work["export"]), "needs --output DIR"),
+                       (("predict", "--into", "t", "--output", work["tmp"] / "out"), "--output is for --engine spark"),
+                       (("predict", "--engine", "spark", "--input", work["export"], "--output", work["export"]),
+                        "already exists; pass --replace"),
+                       (("drift", "--engine", "spark", "--input", work["export"], "--conf", "spark.x"),
+                        "'spark.x' is not a Spark setting; write it as KEY=VALUE"),
+                       (("drift", "--engine", "spark", "--input", work["export"], "--plot", "p.png"),
+                        "--plot draws the window DuckDB reads")):
+        refused = run_cli(args[0], work["db"], *args[1:], check=False)
+        assert refused.returncode == 2 and says in refused.stderr and len(refused.stderr.splitlines()) == 1, args
     assert "sale_month=" in " ".join(p.name for p in (work["export"] / "invoices").iterdir())
     again = run_cli("export", work["db"], work["export"], check=False)
     assert again.returncode == 2 and "exists" in again.stderr
