@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import Settings
-from .inputs import NAMES
 from .duck import deployed_row, first_row, is_read_only, quote_literal, sql_text, transaction
+from .inputs import NAMES
 
 TOP_CATEGORIES = 20
 COLUMNS = ("feature", "test", "statistic", "p_value", "p_adjusted", "effect_size", "threshold", "is_drift",

@@ -295,13 +295,17 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
     included."""
     settings = settings or load_settings()
     folder = _folder(spark)
-    _write_model(spark, settings, folder, db, version, _layout_problem(settings))
+    unservable = _layout_problem(settings)
+    _write_model(spark, settings, folder, db, version, unservable)
     name = _ship(spark, folder)
     lines = spark.table(lines) if isinstance(lines, str) else lines
     lines.selectExpr("line_id", *inputs.NAMES, "CAST(sale_time AS DATE) AS sale_day") \
         .createOrReplaceTempView("scoring_lines")
     _register_hash(spark, settings)
-    run_sql(spark, statements("scoring_features", settings))
+    if unservable:  # the fallback answers without history, as DuckDB's does: nothing to join
+        spark.table("scoring_lines").createOrReplaceTempView("scoring_features")
+    else:
+        run_sql(spark, statements("scoring_features", settings))
 
     def score(batches):
         predictor = _served(name, settings)

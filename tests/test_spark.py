@@ -142,6 +142,36 @@ def test_the_join_path_equals_duckdbs_predict_sales_on_every_line(work, spark, s
     assert_same(ours, theirs.cast(ours.schema))
 
 
+def test_the_join_path_answers_odd_lines_and_definitions_as_duckdb_does(work, spark, settings):
+    """A price that is no number, no sale time, keys never seen, a time of day just after midnight: the same
+    answers as DuckDB's predict_sales on the same values. A definition the kernels cannot serve: the fallback, saying
+    so, as on DuckDB."""
+    from sales_sql.definition import FEATURES, KeyKind
+
+    times = [dt.datetime(2024, 7, 1, 10), None, dt.datetime(2024, 7, 1),
+             dt.datetime(2024, 7, 2, 0, 30)]
+    odd = pa.table({"line_id": pa.array([1, 2, 3, 4], pa.int64()), "sale_time": pa.array(times, pa.timestamp("us")),
+                    "branch_id": ["1", "1", "no such branch", "1"],
+                    "item_code": ["10001", "10001", "no such item", "10002"],
+                    "unit_price": [float("nan"), 2.0, None, 0.0], "customer_id": ["C1", None, None, "C2"]})
+    theirs = engine.predict(spark, spark.createDataFrame(odd), settings, db=work["db"]) \
+        .drop("sale_month").orderBy("line_id").toArrow()
+    con = connect(work["db"], read_only=True, settings=settings)
+    try:
+        con.register("odd", odd)
+        ours = con.sql(SCORED.replace("FROM invoices", "FROM odd")).to_arrow_table()
+    finally:
+        con.close()
+        close(work["db"])
+    assert theirs["source"].to_pylist() == ["invalid_price", "invalid_date", "model", "model"]
+    assert_same(ours, theirs.cast(ours.schema))
+
+    unservable = dataclasses.replace(settings, definition=dataclasses.replace(
+        FEATURES, kinds=FEATURES.kinds + (KeyKind("invoice", "inv", ("invoice_number",), "invoice", ("n",)),)))
+    fallback = engine.predict(spark, "invoices", unservable, db=work["db"]).groupBy("source", "label").count().collect()
+    assert [(r["source"], r["label"]) for r in fallback] == [("fallback:features_unavailable", "LOW")]
+
+
 def test_without_a_model_spark_answers_as_duckdbs_fallback(work, spark, settings):
     assert engine.register(spark, settings, db=work["empty"]) == "fallback:no_model"
     theirs = flat(predictions(lambda q: spark.sql(q).toArrow(), "usable_lines"))
