@@ -7,12 +7,10 @@ DEMO_DB ?= demo/demo.duckdb
 
 .PHONY: demo test test-cluster soak bench clean sql
 
-# --no-compile: pip would byte-compile every module of every package (pyspark's thousands among them), half of the
-# build's time; Python compiles the ones imported on first use instead
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 demo: $(BIN)/.installed
