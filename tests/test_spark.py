@@ -41,7 +41,7 @@ def work(tmp_path_factory, migrated_store, settings):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
         db = tmp / "shop.duckdb"
-        data = write(generate(lines=30_000, days=200), tmp / "inv.parquet")
+        data = write(generate(lines=20_000, days=200), tmp / "inv.parquet")
         load_file(connect(db, settings=settings), data, settings=settings)
         close(db)
         shutil.copy(db, tmp / "empty.duckdb")  # the same lines, no model deployed
@@ -57,7 +57,9 @@ def work(tmp_path_factory, migrated_store, settings):
 @pytest.fixture(scope="module")
 def spark(work, settings):
     # Spark's warehouse (else ./spark-warehouse in the checkout) in the module's folder: tests leave nothing behind
-    session = engine.session("local[2]", **{"spark.sql.warehouse.dir": str(work["tmp"] / "warehouse")})
+    # (4 shuffle partitions: the demo's few lines, two cores)
+    session = engine.session("local[2]", **{"spark.sql.warehouse.dir": str(work["tmp"] / "warehouse"),
+                                            "spark.sql.shuffle.partitions": "4"})
     engine.create_views(session, work["export"], settings)
     yield session
     engine.stop(session)
@@ -92,7 +94,7 @@ def test_spark_history_and_training_set_equal_duckdb_exactly(work, spark, settin
                 spark.sql(f"SELECT * FROM history {order}").toArrow())
     duck = duck_table(work["db"], "FROM training_set ORDER BY line_id", settings)
     theirs = spark.sql("SELECT * FROM training_set ORDER BY line_id").toArrow()
-    assert theirs.num_rows > 20_000 and duck["bi_n"].null_count < duck.num_rows
+    assert theirs.num_rows > 15_000 and duck["bi_n"].null_count < duck.num_rows
     assert_same(duck.drop(["hashed"]), theirs.drop(["hashed"]))
     assert duck["hashed"].to_pylist() == theirs["hashed"].to_pylist()
 
@@ -137,7 +139,7 @@ def test_the_join_path_equals_duckdbs_predict_sales_on_every_line(work, spark, s
     line (returns included) as DuckDB's predict_sales does, bit for bit, with a model and with the fallback."""
     theirs = engine.predict(spark, "invoices", settings, db=work[db]).drop("sale_month").orderBy("line_id").toArrow()
     ours = duck_table(work[db], SCORED, settings)
-    assert theirs.num_rows == ours.num_rows > 25_000
+    assert theirs.num_rows == ours.num_rows > 17_000
     assert set(theirs["source"].to_pylist()) == answers
     assert_same(ours, theirs.cast(ours.schema))
 
