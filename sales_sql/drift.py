@@ -83,28 +83,26 @@ def ks_drift_counted(current, baseline) -> dict:
     """ks_drift of two samples given as (value, n) pairs: each distinct value and how many lines hold it (what
     GROUP BY gives, so that a window of any size reaches the test as one row per distinct value). Equal to ks_drift
     of the samples the pairs count, bit for bit."""
-    return ks_counted(*_pairs(current, _numbers), *_pairs(baseline, _numbers))
+    return ks_counted(*_pairs(current, numbers=True), *_pairs(baseline, numbers=True))
 
 
-def _pairs(pairs, clean) -> tuple[np.ndarray, np.ndarray]:
-    """(value, n) pairs (an Arrow struct array, or a list of dicts) as sorted distinct values and counts, without the
-    values `clean` leaves out (NULL, and for numbers NaN and +-inf)."""
+def _pairs(pairs, numbers: bool) -> tuple[pa.Array | np.ndarray, np.ndarray]:
+    """(value, n) pairs (an Arrow struct array, or a list of dicts) as distinct values and their counts (a value the
+    pairs repeat counts once, with the sum), without NULL values (and, for numbers, NaN and +-inf); numbers sorted,
+    as a float64 array."""
     if not isinstance(pairs, (pa.Array, pa.ChunkedArray)):
-        pairs = pa.array(pairs, pa.struct([("value", pa.float64() if clean is _numbers else pa.string()),
-                                           ("n", pa.int64())]))
+        pairs = pa.array(pairs, pa.struct([("value", pa.float64() if numbers else pa.string()), ("n", pa.int64())]))
     pairs = pairs.combine_chunks() if isinstance(pairs, pa.ChunkedArray) else pairs
     values, counts = pairs.field("value"), pc.fill_null(pairs.field("n"), 0)
     keep = pc.and_(values.is_valid(), pc.greater(counts, 0))
     values, counts = values.filter(keep), counts.filter(keep).to_numpy(zero_copy_only=False).astype(np.int64)
-    if clean is not _numbers:
-        return values, counts
+    if not numbers:
+        summed = pa.table({"value": values, "n": counts}).group_by("value").aggregate([("n", "sum")])
+        return summed["value"].combine_chunks(), summed["n_sum"].to_numpy().astype(np.int64)
     x = values.to_numpy(zero_copy_only=False).astype(np.float64)
     finite = np.isfinite(x)
-    x, counts = x[finite], counts[finite]
-    order = np.argsort(x, kind="stable")
-    x, counts = x[order], counts[order]
-    starts = np.flatnonzero(np.r_[True, x[1:] != x[:-1]]) if x.size else np.zeros(0, np.int64)
-    return x[starts], np.add.reduceat(counts, starts) if x.size else counts
+    distinct, at = np.unique(x[finite], return_inverse=True)
+    return distinct, np.bincount(at, weights=counts[finite], minlength=distinct.size).astype(np.int64)
 
 
 def ks_counted(va: np.ndarray, ca: np.ndarray, vb: np.ndarray, cb: np.ndarray) -> dict:
@@ -149,7 +147,7 @@ def chi2_drift(current, baseline) -> dict:
 
 def chi2_drift_counted(current, baseline) -> dict:
     """chi2_drift of two samples given as (value, n) pairs (each category and how many lines hold it)."""
-    sides = (_pairs(current, str), _pairs(baseline, str))
+    sides = (_pairs(current, numbers=False), _pairs(baseline, numbers=False))
     return chi2_counted(*(dict(zip(values.to_pylist(), counts.tolist())) for values, counts in sides))
 
 

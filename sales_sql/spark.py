@@ -55,13 +55,17 @@ BUNDLE_META = "model.json"  # in a bundle: the version, its spec and metrics, it
 
 def session(master: str = "local[2]", app: str = "sales_sql", **conf):
     """A SparkSession as sales_sql's functions expect it: times in UTC (sale times carry no zone), workers on this
-    Python (PYSPARK_PYTHON, unless set), no UI. Extra settings as keyword arguments ("spark.x.y": value)."""
+    Python (PYSPARK_PYTHON, unless set), no UI, nothing written where it runs. Extra settings as keyword arguments
+    ("spark.x.y": value)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     builder = (SparkSession.builder.master(master).appName(app).config("spark.ui.enabled", "false")
-               .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "8"))
+               .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "8")
+               # sales_sql makes temporary views only: Spark's warehouse folder (else ./spark-warehouse wherever the
+               # command runs) goes to a scratch folder, removed at exit
+               .config("spark.sql.warehouse.dir", str(scratch.folder("warehouse"))))
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -202,8 +206,7 @@ def create_views(spark, invoices, settings: Settings | None = None) -> None:
 
 # ---- the SQL functions ------------------------------------------------------------------------------------------
 
-_SPARK_TYPES = {"DOUBLE": "double", "BIGINT": "bigint", "INTEGER": "int", "VARCHAR": "string",  # structs.py's
-                "double": "double", "int64": "bigint", "int32": "int", "string": "string"}  # and Arrow's names
+_SPARK_TYPES = {"DOUBLE": "double", "BIGINT": "bigint", "INTEGER": "int", "VARCHAR": "string"}
 
 
 def spark_type(struct: Struct) -> str:
@@ -315,8 +318,9 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
                                    *serving.columns(*predictor.predict_joined(table)),
                                    pc.strftime(table["sale_time"], "%Y-%m").combine_chunks()], schema=_SCORED)
 
-    return spark.table("scoring_features").mapInArrow(score, ", ".join(
-        f"{f.name} {_SPARK_TYPES[str(f.type)]}" for f in _SCORED))
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.table("scoring_features").mapInArrow(score, from_arrow_schema(_SCORED))
 
 
 # the columns of `sales-sql predict --into`, and the month sales-sql export partitions by
@@ -468,10 +472,8 @@ def drift(spark, settings: Settings | None = None, *, db: str | os.PathLike | No
     if not window.limit(1).count():
         raise DriftError(f"the window {start} .. {end} holds no usable invoice lines; choose another end or a longer "
                          "window")
-    scored.select("line_id", scored["label"].alias("predicted")).createOrReplaceTempView("drift_scored")
-    spark.sql("CREATE OR REPLACE TEMPORARY VIEW drift_window AS SELECT l.*, s.predicted FROM usable_lines l "
-              f"JOIN drift_scored s USING (line_id) WHERE l.sale_day BETWEEN DATE '{start.isoformat()}' AND "
-              f"DATE '{end.isoformat()}'")
+    window.join(scored.select("line_id", scored["label"].alias("predicted")), "line_id") \
+        .createOrReplaceTempView("drift_window")
     served = spark.sql("SELECT first(version) FROM drift_baseline").collect()[0][0]
     metrics = _METRICS.get(spark.sparkContext.applicationId, {})
     _register_drift(spark)

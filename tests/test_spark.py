@@ -56,10 +56,8 @@ def work(tmp_path_factory, migrated_store, settings):
 
 @pytest.fixture(scope="module")
 def spark(work, settings):
-    # Spark's warehouse (else ./spark-warehouse in the checkout) in the module's folder: tests leave nothing behind
     # (4 shuffle partitions: the demo's few lines, two cores)
-    session = engine.session("local[2]", **{"spark.sql.warehouse.dir": str(work["tmp"] / "warehouse"),
-                                            "spark.sql.shuffle.partitions": "4"})
+    session = engine.session("local[2]", **{"spark.sql.shuffle.partitions": "4"})
     engine.create_views(session, work["export"], settings)
     yield session
     engine.stop(session)
@@ -309,7 +307,7 @@ def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, s
                      "spark://host:7077": master}
             return [given.get(word, word) for word in shlex.split(line)[1:]] + list(BOUNDED)
 
-        out = run_cli(*documented("predict"))
+        out = run_cli(*documented("predict"), cwd=tmp_path)  # where the user types it: nothing is written there
         assert "wrote" in out.stdout and f"model v{work['duckdb_version']}" in out.stdout
         months = sorted(p.name for p in (tmp_path / "scored").iterdir() if p.name.startswith("sale_month="))
         assert len(months) >= 6
@@ -318,7 +316,7 @@ def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, s
         assert_same(ours, theirs.cast(ours.schema))
 
         window = ("--end", "2024-07-15", "--format", "json")
-        spark_drift = run_cli(*documented("drift"), *window, check=False)
+        spark_drift = run_cli(*documented("drift"), *window, check=False, cwd=tmp_path)
         duck_drift = run_cli("drift", work["db"], "--window", "30d", *window, check=False)
         assert spark_drift.returncode == duck_drift.returncode in (0, 1), spark_drift.stderr
         a, b = json.loads(duck_drift.stdout), json.loads(spark_drift.stdout)
@@ -333,6 +331,7 @@ def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, s
         collect = subprocess.run([sys.executable, "-c", script, master, str(work["export"]), str(work["db"])],
                                  capture_output=True, text=True, timeout=300)
         assert collect.returncode != 0 and "maxResultSize" in collect.stderr, collect.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster", "scored"], "a command wrote where it ran"
     left = subprocess.run(["pgrep", "-f", "org.apache.spark.deploy.(master|worker)"], capture_output=True, text=True)
     assert left.stdout == "", "the cluster's JVMs are still running"
 
