@@ -49,7 +49,7 @@ from .udfs import per_row
 log = logging.getLogger("sales_sql")
 # the test-slice metrics of the model register() served last, per Spark application (drift's performance rows)
 _METRICS: dict[str, dict] = {}
-_BUNDLES: dict[str, list[Path]] = {}  # the bundle folders register() and predict() wrote, per Spark application
+_BUNDLES: dict[str, list[Path]] = {}  # the scratch folders of a Spark application (bundles, warehouse): stop() removes
 BUNDLE_META = "model.json"  # in a bundle: the version, its spec and metrics, its checked trees' folder
 
 
@@ -61,14 +61,16 @@ def session(master: str = "local[2]", app: str = "sales_sql", **conf):
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    warehouse = scratch.folder("warehouse")
     builder = (SparkSession.builder.master(master).appName(app).config("spark.ui.enabled", "false")
                .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "8")
                # sales_sql makes temporary views only: Spark's warehouse folder (else ./spark-warehouse wherever the
-               # command runs) goes to a scratch folder, removed at exit
-               .config("spark.sql.warehouse.dir", str(scratch.folder("warehouse"))))
+               # command runs) goes to a scratch folder, which stop() removes
+               .config("spark.sql.warehouse.dir", str(warehouse)))
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    _BUNDLES.setdefault(spark.sparkContext.applicationId, []).append(warehouse)
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
