@@ -26,7 +26,8 @@ from uci import CUTOFF, uci_database
 from sales_sql import scratch
 from sales_sql.config import load_settings
 from sales_sql.db import opened
-from sales_sql.training import batches, evaluate, load_dataset, slice_of, xgb_params
+from sales_sql.metrics import evaluate
+from sales_sql.training import batches, load_dataset, slice_of, xgb_params
 from sales_sql.trees import Trees, depths
 
 # (name, settings overrides, extra XGBoost parameters); the first row is the setting shipped before this bench

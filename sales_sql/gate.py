@@ -15,7 +15,7 @@ from .config import Settings
 from .definition import CLASSES
 from .duck import batches_of
 from .serving import MODEL, Given, LoadedModel, Predictor, load
-from .training import evaluate, scores
+from .metrics import evaluate, scores
 
 BOOTSTRAP_ROUNDS = 4000
 BATCH_ROWS = 200_000

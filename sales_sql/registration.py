@@ -28,7 +28,8 @@ from .definition import CLASSES
 from .monitor import store_baseline
 from .pyfunc import log_model, mark_version
 from .store import BASELINE_ARTIFACT, COMPLETE, RegistryError, experiment_id, mlflow_client
-from .training import baseline_table, evaluate, prepare, run_key, train, xgb_params
+from .metrics import evaluate
+from .training import baseline_table, prepare, run_key, train, xgb_params
 from .trees import depths
 
 
@@ -155,7 +156,7 @@ def register_version(db_path, settings: Settings, client: MlflowClient, booster:
                      metrics: dict, baselines: dict, baseline, slices: dict, last_line_id: int,
                      stop: dict | None) -> tuple[int, dict]:
     """Inside the active MLflow run: the slices (each one's first and last day and lines), the test slice's metrics
-    (training.evaluate's; and each baseline's, and the lift over it), the early-stopping slice's beside them as
+    (metrics.evaluate's; and each baseline's, and the lift over it), the early-stopping slice's beside them as
     stop_* (optimistic: that slice chose the rounds), the plots, the booster as a new version, its drift baseline
     (also stored in db_path) and last its tags (promote refuses a version without metrics). `baseline()` gives the
     drift baseline table, once the version exists. Both engines' retrains end here. Returns (version, metrics)."""

@@ -1,13 +1,14 @@
 """The model lifecycle in one import (the CLI's lifecycle commands, ops.pipeline and users' scripts): retrain and
 register (registration.py), promote through the gate, roll back and list (promote.py), over the MLflow store
 (store.py); deploy.py writes the deployed row into the file. MLflow is the governance record; the database file holds
-what predictions use. Importing it imports MLflow (seconds): the query path never does.
+what predictions use. Importing it imports MLflow (seconds): the query path never does. The training names (retrain,
+warm_up, RetrainResult, TrainingError) import XGBoost, and with it scikit-learn (seconds more), when first used: promote,
+rollback and models do not wait for them.
 """
 from mlflow.exceptions import MlflowException
 
 from .db import TRAINED_THROUGH
 from .promote import GateRefused, list_models, promote, rollback
-from .registration import RetrainResult, retrain, warm_up
 from .store import (
                     ALIAS,
                     COMPLETE,
@@ -21,9 +22,18 @@ from .store import (
                     tracking_uri,
                     unfinished,
 )
-from .training import TrainingError
 
 __all__ = ["ALIAS", "COMPLETE", "GateRefused", "MlflowException", "RegistryError", "RetrainResult", "TRAINED_THROUGH",
            "TrainingError", "find_version", "list_models", "mlflow_client", "production_version", "promote",
            "read_version", "registered_versions", "retrain", "rollback", "store_failed", "tracking_uri", "unfinished",
            "warm_up"]
+
+
+def __getattr__(name: str):
+    if name in ("RetrainResult", "retrain", "warm_up"):
+        from . import registration
+        return getattr(registration, name)
+    if name == "TrainingError":
+        from .training import TrainingError
+        return TrainingError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
 from .db import opened
+from .metrics import confusion_metrics
 from .definition import CLASSES, FEATURES, RENDERED, render_training_set, spark_sql
 from .monitor import COLUMNS, DriftError, DriftReport, drift_values
 from .scoring import SCORED
@@ -564,8 +565,8 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
             curve = model.training_summary.validation_objective_history.get("mlogloss", [])
             for step, loss in enumerate(curve):
                 mlflow.log_metric("stop_mlogloss", loss, step=step)
-            metrics = training.confusion_metrics(*_validate(spark, data.where("slice = 'test'"), booster))
-            stop = training.confusion_metrics(*_validate(spark, data.where("is_stop"), booster)) \
+            metrics = confusion_metrics(*_validate(spark, data.where("slice = 'test'"), booster))
+            stop = confusion_metrics(*_validate(spark, data.where("is_stop"), booster)) \
                 if stop_from is not None else None
             baselines = training.baseline_metrics(
                 spark.sql(training.baselines_sql(sql_text, settings, day, last)).collect())

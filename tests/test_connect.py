@@ -70,6 +70,18 @@ print(sorted({{'xgboost', 'sklearn'}} & set(sys.modules)))"""
     assert out.strip() == "[]"
 
 
+def test_the_lifecycle_commands_that_do_not_train_do_not_import_xgboost():
+    # promote, rollback, models and doctor import the registry (MLflow); XGBoost and scikit-learn only with retrain
+    code = """import sys
+from sales_sql import ops, registry
+registry.promote, registry.rollback, registry.list_models, registry.GateRefused
+print(sorted({'xgboost', 'sklearn'} & set(sys.modules)))
+registry.retrain, registry.TrainingError
+print(sorted({'xgboost', 'sklearn'} & set(sys.modules)))"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "['sklearn', 'xgboost']"], out
+
+
 def test_lines_added_or_edited_by_hand_reach_history_at_the_next_connect_or_register(tmp_path, settings):
     path = tmp_path / "x.duckdb"
     sales_sql.connect(path, settings=settings)

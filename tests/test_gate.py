@@ -44,7 +44,7 @@ def test_the_slices_are_disjoint_by_date_and_every_metric_comes_from_the_test_sl
     from mlflow import MlflowClient
 
     from sales_sql.registry import retrain
-    from sales_sql.training import evaluate
+    from sales_sql.metrics import evaluate
 
     db = make_db(tmp_path, settings)
     quick = dataclasses.replace(settings, **{**QUICK, "num_boost_round": 300, "early_stopping_rounds": 10,
@@ -73,7 +73,7 @@ def test_a_production_version_that_cannot_serve_counts_as_absent_and_the_gate_co
         tmp_path, settings, store):
     from mlflow import MlflowClient
 
-    from sales_sql.training import evaluate
+    from sales_sql.metrics import evaluate
 
     db = make_db(tmp_path, settings)
     md = ["--models-dir", tmp_path / "models"]

@@ -368,7 +368,7 @@ def test_export_then_retrain_on_spark_through_the_command_line_serves_in_duckdb(
     from mlflow import MlflowClient
 
     from sales_sql.definition import CLASSES
-    from sales_sql.training import evaluate
+    from sales_sql.metrics import evaluate
 
     # a DuckDB-trained version from the registry, on Spark (before the command below stops this session)
     assert engine.register(spark, settings, db=work["db"], version=work["duckdb_version"]) == "model"
