@@ -1,9 +1,9 @@
 """The model lifecycle in one import (the CLI's lifecycle commands, ops.pipeline and users' scripts): retrain and
 register (registration.py), promote through the gate, roll back and list (promote.py), over the MLflow store
 (store.py); deploy.py writes the deployed row into the file. MLflow is the governance record; the database file holds
-what predictions use. Importing it imports MLflow (seconds): the query path never does. The training names (retrain,
-warm_up, RetrainResult, TrainingError) import XGBoost, and with it scikit-learn (seconds more), when first used: promote,
-rollback and models do not wait for them.
+what predictions use. Importing it imports MLflow (seconds): the query path never does. The training names
+(retrain, warm_up, RetrainResult, TrainingError) import XGBoost, and with it scikit-learn (seconds more), when first
+used: promote, rollback and models do not wait for them.
 """
 from mlflow.exceptions import MlflowException
 
@@ -23,10 +23,9 @@ from .store import (
                     unfinished,
 )
 
-__all__ = ["ALIAS", "COMPLETE", "GateRefused", "MlflowException", "RegistryError", "RetrainResult", "TRAINED_THROUGH",
-           "TrainingError", "find_version", "list_models", "mlflow_client", "production_version", "promote",
-           "read_version", "registered_versions", "retrain", "rollback", "store_failed", "tracking_uri", "unfinished",
-           "warm_up"]
+__all__ = ["ALIAS", "COMPLETE", "GateRefused", "MlflowException", "RegistryError", "TRAINED_THROUGH", "find_version",
+           "list_models", "mlflow_client", "production_version", "promote", "read_version", "registered_versions",
+           "rollback", "store_failed", "tracking_uri", "unfinished"]  # and the training names, from __getattr__
 
 
 def __getattr__(name: str):
