@@ -148,8 +148,8 @@ def _column(frame, field: str, zone: str, refuse: bool = True) -> pa.Array:
 
 def _arrow(values: pd.Series) -> pa.Array:
     """A column as Arrow; one of mixed kinds (text and numbers, times in several zones) as text, value by value."""
-    try:
-        return pa.array(values, from_pandas=True)
+    try:  # text and JSON's values (object) from numpy: pyarrow's probes of a Series cost more than a short column
+        return pa.array(values.to_numpy() if values.dtype == object else values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
         return pa.array([_text(v) for v in values], pa.string())
 

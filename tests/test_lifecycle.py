@@ -252,7 +252,9 @@ def test_killed_retrain_resumes_from_its_last_checkpoint(tmp_path, settings, sto
     import xgboost as xgb
 
     db = make_db(tmp_path, settings, lines=100_000, days=365)
-    cfg = config_file(tmp_path, settings, num_boost_round=80, early_stopping_rounds=0, checkpoint_every=20)
+    # depth 6: the 80 rounds in seconds, still seconds apart from the first checkpoint to the last
+    cfg = config_file(tmp_path, settings, num_boost_round=80, early_stopping_rounds=0, checkpoint_every=20,
+                      max_depth=6)
     env = {**os.environ, "SALES_SQL_CONFIG": str(cfg)}
     models = tmp_path / "models"
     # killed while it starts and reads the data: nothing registered, nothing written to the file
