@@ -3,7 +3,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -75,7 +74,6 @@ def test_retrain_logs_everything_and_registers_a_version(tmp_path, settings, sto
 
 
 def test_gate_force_rollback_and_models_listing(tmp_path, settings, store, monkeypatch):
-    from sales_sql import registry
     from sales_sql.registry import retrain
 
     db = make_db(tmp_path, settings)
