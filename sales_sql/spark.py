@@ -40,8 +40,8 @@ import pyarrow.compute as pc
 from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
 from .db import opened
-from .metrics import confusion_metrics
 from .definition import CLASSES, FEATURES, RENDERED, render_training_set, spark_sql
+from .metrics import confusion_metrics
 from .monitor import COLUMNS, DriftError, DriftReport, drift_values
 from .scoring import SCORED
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
@@ -50,7 +50,7 @@ from .udfs import per_row
 log = logging.getLogger("sales_sql")
 # the test-slice metrics of the model register() served last, per Spark application (drift's performance rows)
 _METRICS: dict[str, dict] = {}
-_BUNDLES: dict[str, list[Path]] = {}  # the scratch folders of a Spark application (bundles, warehouse): stop() removes
+_SCRATCH: dict[str, list[Path]] = {}  # a Spark application's scratch folders (bundles, warehouse): stop() removes
 BUNDLE_META = "model.json"  # in a bundle: the version, its spec and metrics, its checked trees' folder
 
 
@@ -71,19 +71,19 @@ def session(master: str = "local[2]", app: str = "sales_sql", **conf):
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    _BUNDLES.setdefault(spark.sparkContext.applicationId, []).append(warehouse)
+    _SCRATCH.setdefault(spark.sparkContext.applicationId, []).append(warehouse)
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
 def stop(spark) -> None:
-    """Stop the session and remove the model bundles register() and predict() wrote for it (else removed at
-    interpreter exit)."""
+    """Stop the session and remove its scratch folders: the model bundles register() and predict() wrote for it and
+    its warehouse folder (else removed at interpreter exit)."""
     try:
         app = spark.sparkContext.applicationId
-    except AttributeError:  # stopped already (its bundles went then)
+    except AttributeError:  # stopped already (its folders went then)
         return
-    for folder in _BUNDLES.pop(app, []):
+    for folder in _SCRATCH.pop(app, []):
         scratch.remove(folder)
     spark.stop()
 
@@ -333,7 +333,7 @@ _SCORED = SCORED.append(pa.field("sale_month", pa.string()))
 def _folder(spark) -> Path:
     """A new bundle folder (in a scratch folder that stop() removes)."""
     folder = scratch.folder("bundle")
-    _BUNDLES.setdefault(spark.sparkContext.applicationId, []).append(folder)
+    _SCRATCH.setdefault(spark.sparkContext.applicationId, []).append(folder)
     (folder / "bundle").mkdir()
     return folder / "bundle"
 
