@@ -1,9 +1,10 @@
 """The quality-cost frontier of the model's settings on UCI's three slices (or the demo data's, with --demo).
 
 Every setting trains on the train slice and stops early on the early-stopping slice, exactly as `sales-sql retrain`
-does (class weights, checkpoints aside). The pick is made on the early-stopping slice alone: the cheapest setting (the
-fewest node visits per line, the cost of every prediction) whose early-stopping macro-F1 is within 0.003 of the best
-setting's there. The test slice is read once per setting, after training, and only reported.
+does (class weights, and the decision weights chosen on the early-stopping slice; checkpoints aside). The pick is
+made on the early-stopping slice alone: the cheapest setting (the fewest node visits per line, the cost of every
+prediction) whose early-stopping macro-F1 is within 0.003 of the best setting's there. The test slice is read once
+per setting, after training, and only reported.
 
 For each setting: rounds, trees, node visits per line (the levels the compiled trees walk for one line), train
 seconds (both cores), predictions per second on one core (the compiled trees over 100,000 test lines; XGBoost's own
@@ -26,7 +27,7 @@ from uci import CUTOFF, uci_database
 from sales_sql import scratch
 from sales_sql.config import load_settings
 from sales_sql.db import opened
-from sales_sql.metrics import evaluate
+from sales_sql.metrics import decision_weights, evaluate
 from sales_sql.training import batches, load_dataset, slice_of, xgb_params
 from sales_sql.trees import Trees, depths
 
@@ -90,8 +91,10 @@ def run(db, cutoff, only):
                 continue
             seconds = time.perf_counter() - t
             booster = booster[: booster.best_iteration + 1]
-            stop = evaluate(data.y_stop, booster.predict(data.dstop))
-            test = evaluate(data.y_test, booster.predict(data.dtest))
+            proba = booster.predict(data.dstop)  # the decision weights, chosen there as retrain does
+            weights = decision_weights(data.y_stop, proba, settings.decision)
+            stop = evaluate(data.y_stop, proba, weights)
+            test = evaluate(data.y_test, booster.predict(data.dtest), weights)
             rate, how = per_second(booster, X)
             d = depths(booster)
             rows.append(dict(name=name, rounds=booster.num_boosted_rounds(), trees=len(d), visits=int(d.sum()),

@@ -46,6 +46,7 @@ class Settings:
     early_stopping_rounds: int
     checkpoint_every: int
     class_weight: str
+    decision: str
     max_depth: int
     min_child_weight: float
     learning_rate: float
@@ -101,6 +102,7 @@ FIELDS = {
     ("training", "early_stopping_rounds"): ("early_stopping_rounds", int, lambda v: v >= 0, "a whole number >= 0"),
     ("training", "checkpoint_every"): ("checkpoint_every", int, lambda v: v >= 1, "a whole number >= 1"),
     ("training", "class_weight"): ("class_weight", str, lambda v: v in ("balanced", "none"), '"balanced" or "none"'),
+    ("training", "decision"): ("decision", str, lambda v: v in ("macro_f1", "argmax"), '"macro_f1" or "argmax"'),
     ("training", "max_depth"): ("max_depth", int, lambda v: 1 <= v <= 16, "a whole number from 1 to 16"),
     ("training", "min_child_weight"): ("min_child_weight", float, lambda v: v >= 0, "a number >= 0"),
     ("training", "learning_rate"): ("learning_rate", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),

@@ -7,10 +7,54 @@ import numpy as np
 
 from .definition import CLASSES
 
+WEIGHTS = "decision_weights"  # the key of a model's spec that holds them (a version without: argmax)
+# the decision weights a retrain chooses among (MEDIUM's and HIGH's; LOW's is 1): eighth-octave steps from 1/4 to 4
+STEPS = 2.0 ** (np.arange(-16, 17) / 8)
 
-def evaluate(y_true: np.ndarray, proba_or_pred: np.ndarray) -> dict:
-    """accuracy, macro-F1, per-class precision/recall/F1, log loss (when probabilities are given)."""
-    pred = proba_or_pred.argmax(axis=1) if proba_or_pred.ndim == 2 else proba_or_pred
+
+def decide(proba: np.ndarray, weights=None) -> np.ndarray:
+    """Each line's class: the highest probability, each class's multiplied by its decision weight first (None: all 1,
+    XGBoost's argmax); ties go to the lower class. Every answer's class and every grade of one comes from here."""
+    return proba.argmax(axis=1) if weights is None else (proba * np.asarray(weights, proba.dtype)).argmax(axis=1)
+
+
+def candidates(decision: str = "macro_f1") -> np.ndarray:
+    """The decision weights a retrain tries, (n, 3), under the `training.decision` setting: "macro_f1", every pair of
+    STEPS, the nearest to all ones first (so that a tie keeps the smallest change to XGBoost's argmax); "argmax": all
+    ones alone."""
+    if decision == "argmax":
+        return np.ones((1, len(CLASSES)))
+    medium, high = np.meshgrid(STEPS, STEPS, indexing="ij")
+    weights = np.column_stack([np.ones(medium.size), medium.ravel(), high.ravel()])
+    return weights[np.argsort(np.abs(np.log(weights)).sum(axis=1), kind="stable")]
+
+
+def confusions(y_true: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The confusion matrix (k x k) of the probabilities' classes under each row of `weights`: (len(weights), k, k).
+    Sums of batches' are the whole slice's (Spark adds them up on its executors)."""
+    k = proba.shape[1]
+    out = np.empty((len(weights), k * k), np.int64)
+    for i, w in enumerate(weights):
+        out[i] = np.bincount(y_true * k + decide(proba, w), minlength=k * k)
+    return out.reshape(-1, k, k)
+
+
+def best(cms: np.ndarray) -> int:
+    """Which of the confusion matrices (confusions()'s) has the highest macro-F1 (the first of equals)."""
+    return int(np.argmax(scores(cms)[2].mean(axis=-1)))
+
+
+def decision_weights(y_true: np.ndarray, proba: np.ndarray, decision: str = "macro_f1") -> list[float]:
+    """The decision weights (LOW's 1, MEDIUM's, HIGH's) of candidates(decision) that give the highest macro-F1 on
+    these lines: a retrain chooses them on its early-stopping slice, never on the test slice."""
+    tried = candidates(decision)
+    return tried[best(confusions(y_true, proba, tried))].tolist()
+
+
+def evaluate(y_true: np.ndarray, proba_or_pred: np.ndarray, weights=None) -> dict:
+    """accuracy, macro-F1, per-class precision/recall/F1, log loss (when probabilities are given: their classes are
+    decide()'s under `weights`)."""
+    pred = decide(proba_or_pred, weights) if proba_or_pred.ndim == 2 else proba_or_pred
     k = len(CLASSES)
     cm = np.bincount(y_true * k + pred, minlength=k * k).reshape(k, k)
     log_loss = None

@@ -25,10 +25,10 @@ from . import db, duck
 from .config import Settings
 from .db import TRAINED_THROUGH
 from .definition import CLASSES
+from .metrics import WEIGHTS, decision_weights, evaluate
 from .monitor import store_baseline
 from .pyfunc import log_model, mark_version
 from .store import BASELINE_ARTIFACT, COMPLETE, RegistryError, experiment_id, mlflow_client
-from .metrics import evaluate
 from .training import baseline_table, prepare, run_key, train, xgb_params
 from .trees import depths
 
@@ -122,11 +122,14 @@ def _retrain(db_path, settings: Settings, models_dir, data, baselines: dict, res
         for at in range(0, len(curve), 1000):  # batches of MLflow's maximum (one call per round: 1.7 s for 140)
             client.log_batch(run.info.run_id, metrics=curve[at:at + 1000])
         mlflow.log_metrics({"best_iteration": result.best_iteration, "resumed_from": result.resumed_from})
-        stop = evaluate(data.y_stop, result.booster.predict(data.dstop)) if data.dstop is not None else None
-        version, metrics = register_version(db_path, settings, client, result.booster, data.spec,
-                                            evaluate(data.y_test, result.booster.predict(data.dtest)), baselines,
-                                            lambda: baseline_table(data, result.booster), data.slices,
-                                            data.last_line_id, stop)
+        proba = result.booster.predict(data.dstop) if data.dstop is not None else None
+        weights = decision_weights(data.y_stop, proba, settings.decision) if proba is not None else None
+        spec = decided(data.spec, weights)
+        stop = evaluate(data.y_stop, proba, weights) if proba is not None else None
+        version, metrics = register_version(db_path, settings, client, result.booster, spec,
+                                            evaluate(data.y_test, result.booster.predict(data.dtest), weights),
+                                            baselines, lambda: baseline_table(data, result.booster, weights),
+                                            data.slices, data.last_line_id, stop)
     state_file.write_text(json.dumps({"run_id": run.info.run_id, "finished": True, "version": version}))
     return RetrainResult(version, run.info.run_id, metrics, baselines, result.resumed_from, result.rounds, stop,
                          data.slices)
@@ -140,6 +143,18 @@ def log_settings(settings: Settings, spec: dict, **extra) -> None:
                        "early_stopping_rounds": settings.early_stopping_rounds, **extra})
     mlflow.log_dict(vars(settings), "config.json")
     mlflow.log_dict(spec, "feature_spec.json")
+
+
+def decided(spec: dict, weights: list[float] | None) -> dict:
+    """The spec a version is registered with: the feature spec and the decision weights its retrain chose
+    (metrics.decide; logged as a parameter too; None without an early-stopping slice to choose them on: argmax).
+    Both engines' retrains call this."""
+    if weights is None:
+        return spec
+    mlflow.log_param(WEIGHTS, ", ".join(f"{c} {w:.4g}" for c, w in zip(CLASSES, weights)))
+    spec = spec | {WEIGHTS: weights}
+    mlflow.log_dict(spec, "feature_spec.json")  # log_settings logged it before training, without them
+    return spec
 
 
 def cost(result, seconds: float) -> dict:

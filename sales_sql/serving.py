@@ -32,6 +32,7 @@ from .definition import CLASSES, FEATURES, Definition, readable
 from .duck import deployed_row
 from .lookups import (SPLIT_ROWS, Batch, HistoryIndex, Joined, Layout, LayoutError, Plan, index_folder,
                       write_folder)
+from .metrics import WEIGHTS, decide
 from .structs import EXPLANATION, PROBA
 from .trees import Trees
 
@@ -66,6 +67,7 @@ class LoadedModel:
     spec: dict | None = None
     plan: Plan | None = None            # where the kernels put each feature of the spec
     slow: str = ""                      # why the compiled trees do not answer the model (XGBoost's predictor does)
+    weights: list | None = None         # the decision weights its retrain chose (metrics.decide); None: argmax
 
 
 def why(e: BaseException) -> str:
@@ -146,7 +148,7 @@ def load(settings: Settings, index: HistoryIndex, unservable: str = "", version:
     except Exception as e:  # noqa: BLE001  OSError, MemoryError, duckdb.Error: may pass
         return read_failed(version, e)
     current = definition.spec(settings.definition, settings.low_max, settings.medium_max, settings.buckets)
-    if spec != current:
+    if {k: v for k, v in spec.items() if k != WEIGHTS} != current:  # the decision weights are the retrain's own
         differ = sorted(k for k in current if spec.get(k) != current[k])
         return LoadedModel(MISMATCH, version, index,
                            f"the deployed model v{version} was trained with a different feature spec ({', '.join(differ)} "
@@ -168,7 +170,7 @@ def load(settings: Settings, index: HistoryIndex, unservable: str = "", version:
             single = booster.copy()
             single.set_param({"nthread": 1})
     return LoadedModel(MODEL, version, index, booster=booster, single=single, trees=trees, spec=spec, plan=plan,
-                       slow=slow)
+                       slow=slow, weights=spec.get(WEIGHTS))
 
 
 # ---- where a model comes from -------------------------------------------------------------------------------
@@ -329,7 +331,7 @@ class Predictor:
             with self._lock:
                 self._active -= 1
         source = SOURCES.index(model.source)
-        label = proba.argmax(axis=1)  # ties go to the lower class
+        label = decide(proba, model.weights)  # the fallback's: argmax
         label[~batch.ok] = -1  # no answer without a sale time, or with a price that is no number
         sources = np.where(batch.ok_day, np.where(batch.ok_price, source, SOURCES.index(INVALID_PRICE)),
                            SOURCES.index(INVALID_DATE)).astype(np.int8)
@@ -366,7 +368,7 @@ class Predictor:
             big = np.finfo(np.float32).max
             finite = np.nan_to_num(X, nan=np.nan, posinf=big, neginf=-big)
             contribs = model.booster.predict(xgb.DMatrix(finite, feature_names=names), pred_contribs=True)
-            label = model.booster.inplace_predict(X).argmax(axis=1)
+            label = decide(model.booster.inplace_predict(X), model.weights)
             hashed = [j for j, f in enumerate(names) if f.startswith("hashed_")]
             plain = [j for j, f in enumerate(names) if not f.startswith("hashed_")]
             labels = [readable(model.index.layout.definition, names[j]) for j in plain]

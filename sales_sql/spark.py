@@ -41,7 +41,7 @@ from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
 from .db import opened
 from .definition import CLASSES, FEATURES, RENDERED, render_training_set, spark_sql
-from .metrics import confusion_metrics
+from .metrics import best, candidates, confusion_metrics, confusions
 from .monitor import COLUMNS, DriftError, DriftReport, drift_values
 from .scoring import SCORED
 from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
@@ -560,17 +560,23 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
             booster = model.get_booster()
             booster.feature_names = spec["features"]
             rounds = booster.num_boosted_rounds()
-            best = booster.best_iteration if stop_from is not None and booster.attr("best_iteration") else rounds - 1
-            booster = booster[: best + 1]
+            kept = booster.best_iteration if stop_from is not None and booster.attr("best_iteration") else rounds - 1
+            booster = booster[: kept + 1]
             curve = model.training_summary.validation_objective_history.get("mlogloss", [])
             for step, loss in enumerate(curve):
                 mlflow.log_metric("stop_mlogloss", loss, step=step)
-            metrics = confusion_metrics(*_validate(spark, data.where("slice = 'test'"), booster))
-            stop = confusion_metrics(*_validate(spark, data.where("is_stop"), booster)) \
-                if stop_from is not None else None
+            weights = stop = None
+            if stop_from is not None:  # the decision weights, chosen on the early-stopping slice (as on DuckDB)
+                tried = candidates(settings.decision)
+                cms, loss = _validate(spark, data.where("is_stop"), booster, tried)
+                chosen = best(cms)
+                weights, stop = tried[chosen].tolist(), confusion_metrics(cms[chosen], loss)
+            spec = registration.decided(spec, weights)
+            cms, loss = _validate(spark, data.where("slice = 'test'"), booster, [weights or [1.0] * len(CLASSES)])
+            metrics = confusion_metrics(cms[0], loss)
             baselines = training.baseline_metrics(
                 spark.sql(training.baselines_sql(sql_text, settings, day, last)).collect())
-            mlflow.log_metrics({"best_iteration": best, "resumed_from": 0})
+            mlflow.log_metrics({"best_iteration": kept, "resumed_from": 0})
             # the drift baseline: a seeded sample of the training lines (about BASELINE_ROWS) with the model's classes
             rows = training.BASELINE_ROWS
             picked = data.where("slice = 'train'").sample(min(1.0, 1.2 * rows / sum(train_counts)), settings.seed) \
@@ -580,7 +586,8 @@ def retrain(spark, db_path: str | os.PathLike, settings: Settings | None = None,
                 .rename_columns(["quantity_sold", "unit_price", "branch_id", "item_code", "sale_day"])
             return registration.register_version(
                 db_path, settings, client, booster, spec, metrics, baselines,
-                lambda: training.baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster),
+                lambda: training.baseline_table(SimpleNamespace(X_sample=X, spec=spec, sample=sample), booster,
+                                                weights),
                 slices, last, stop)
     finally:
         data.unpersist()
@@ -608,10 +615,12 @@ def _matrix(features, width: int) -> np.ndarray:
     return flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)
 
 
-def _validate(spark, valid, booster) -> tuple[np.ndarray, float]:
-    """The confusion matrix and log loss of the booster on the rows of `valid`, computed on the executors (only
-    nine counts and a sum reach the driver)."""
+def _validate(spark, valid, booster, weights) -> tuple[np.ndarray, float]:
+    """The confusion matrices of the booster's classes under each row of `weights` (metrics.confusions: (n, 3, 3))
+    and its log loss, on the rows of `valid`, computed on the executors (only nine counts per row of weights and a
+    sum reach the driver)."""
     raw = spark.sparkContext.broadcast(bytes(booster.save_raw("ubj")))
+    weights = np.asarray(weights, np.float64)
 
     def score(batches):
         import xgboost as xgb  # on the executors, for this job
@@ -621,18 +630,20 @@ def _validate(spark, valid, booster) -> tuple[np.ndarray, float]:
         model.set_param({"nthread": 1})
         for rb in batches:
             p = model.inplace_predict(_matrix(rb.column("features"), width))
-            y = rb.column("label_index").to_numpy(zero_copy_only=False)
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(y * 3 + p.argmax(1), pa.int32()),
-                 pa.array(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1.0)).astype(np.float64))],
-                names=["cell", "loss"])
+            y = rb.column("label_index").to_numpy(zero_copy_only=False).astype(np.int64)
+            counts = confusions(y, p, weights).ravel()
+            loss = np.zeros(len(counts))
+            loss[0] = -np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1.0)).astype(np.float64).sum()
+            yield pa.RecordBatch.from_arrays([pa.array(np.arange(len(counts), dtype=np.int32)), pa.array(counts),
+                                              pa.array(loss)], names=["cell", "n", "loss"])
 
     width = booster.num_features()
-    rows = valid.select("features", "label_index").mapInArrow(score, "cell int, loss double") \
-        .groupBy("cell").agg({"loss": "sum", "*": "count"}).collect()
-    cm = np.zeros(9, np.int64)
+    rows = valid.select("features", "label_index").mapInArrow(score, "cell int, n long, loss double") \
+        .groupBy("cell").agg({"n": "sum", "loss": "sum"}).collect()
+    cms = np.zeros(len(weights) * 9, np.int64)
     total = 0.0
     for r in rows:
-        cm[r["cell"]] = r["count(1)"]
+        cms[r["cell"]] = r["sum(n)"]
         total += r["sum(loss)"]
-    return cm.reshape(3, 3), total / max(cm.sum(), 1)
+    cms = cms.reshape(-1, 3, 3)
+    return cms, total / max(cms[0].sum(), 1)

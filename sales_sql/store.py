@@ -4,6 +4,7 @@ becomes one RegistryError line that names it.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -73,13 +74,14 @@ def read_version(settings: Settings, version) -> tuple[bytes, dict, dict, pa.Tab
     MLflow ModelVersion) from the current MLflow store."""
     uri = f"models:/{settings.model_name}/{version.version}"
     try:
-        spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_spec.json")
         folder = Path(mlflow.artifacts.download_artifacts(uri))
-        if (folder / "artifacts" / "booster.ubj").is_file():  # a pyfunc over invoice lines (sales_sql.pyfunc)
-            raw = (folder / "artifacts" / "booster.ubj").read_bytes()
+        if (folder / "artifacts" / "booster.ubj").is_file():  # a pyfunc over invoice lines (sales_sql.pyfunc): its
+            raw = (folder / "artifacts" / "booster.ubj").read_bytes()  # spec holds the decision weights
+            spec = json.loads((folder / "artifacts" / "spec.json").read_text(encoding="utf-8"))
         else:  # a version registered before, with MLflow's xgboost flavor
             raw = bytes(mlflow.xgboost.load_model(uri).save_raw("ubj"))
-    except (MlflowException, OSError) as e:
+            spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/feature_spec.json")
+    except (MlflowException, OSError, ValueError) as e:  # ValueError: a spec that is no JSON
         raise RegistryError(f"cannot read version {version.version} from MLflow: {e}") from None
     try:  # a version registered before baselines were logged has none: drift checks will say so
         logged = {a.path for a in MlflowClient().list_artifacts(version.run_id)}

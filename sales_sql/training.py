@@ -27,7 +27,7 @@ from .db import opened
 from .definition import CLASSES
 from .duck import batches_of, first_row, sql_text
 from .lookups import Batch, HistoryIndex, LayoutError, to_matrix
-from .metrics import confusion_metrics
+from .metrics import confusion_metrics, decide
 
 BASELINE_ROWS = 100_000  # the drift baseline: a seeded sample of the training lines, with the model's classes
 
@@ -195,10 +195,11 @@ class Dataset:
             scratch.remove(self.cache)
 
 
-def baseline_table(data, booster) -> pa.Table:
-    """The training lines of the dataset's seeded sample (up to BASELINE_ROWS) with the booster's predicted class:
-    what drift is measured against. `data` is a training.Dataset."""
-    predicted = booster.predict(xgb.DMatrix(data.X_sample, feature_names=data.spec["features"])).argmax(1)
+def baseline_table(data, booster, weights=None) -> pa.Table:
+    """The training lines of the dataset's seeded sample (up to BASELINE_ROWS) with the booster's predicted class
+    (under the version's decision weights, as it answers): what drift is measured against. `data` is a
+    training.Dataset."""
+    predicted = decide(booster.predict(xgb.DMatrix(data.X_sample, feature_names=data.spec["features"])), weights)
     day = data.sample["sale_day"]
     table = data.sample.select(["quantity_sold", "unit_price", "branch_id", "item_code"])
     for name, values in (("day_of_week", pc.day_of_week(day, count_from_zero=False)), ("day_of_month", pc.day(day)),

@@ -107,6 +107,21 @@ def run_cli(*args, check=True, cwd=None):
     return proc
 
 
+def run_here(*args, check=True):
+    """The command as a user types it, run in this process (a subprocess spends seconds importing MLflow and XGBoost
+    each time): the exit code as `returncode`, `stdout` and `stderr` apart. For tests of what a command does; the
+    command as a process (its exit code, signals, its one line on stderr) has tests with run_cli."""
+    from click.testing import CliRunner
+
+    from sales_sql.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if check and result.exit_code != 0:
+        raise AssertionError(f"sales-sql {' '.join(map(str, args))} failed ({result.exit_code}):\n{result.output}")
+    result.returncode = result.exit_code
+    return result
+
+
 @pytest.fixture(scope="session")
 def uci_load(tmp_path_factory, settings):
     """(database file, load reports): both UCI files loaded once for the session (skips, saying how to get

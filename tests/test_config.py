@@ -9,7 +9,8 @@ GOOD = {
     "drift": {"window_days": 30, "ks_effect_threshold": 0.1, "chi2_effect_threshold": 0.15, "alpha": 0.05,
               "performance_drop": 0.05},
     "training": {"cutoff": "", "valid_fraction": 0.2, "stop_fraction": 0.1, "num_boost_round": 1000, "early_stopping_rounds": 30,
-                 "checkpoint_every": 20, "class_weight": "balanced", "max_depth": 10, "min_child_weight": 5.0, "learning_rate": 0.1,
+                 "checkpoint_every": 20, "class_weight": "balanced",
+                 "decision": "macro_f1", "max_depth": 10, "min_child_weight": 5.0, "learning_rate": 0.1,
                  "subsample": 0.8, "colsample_bytree": 0.8, "max_bin": 256, "seed": 7},
     "registry": {"experiment": "sales_sql", "model_name": "sales_sql_class"},
     "gate": {"require": "not_worse", "confidence": 0.95},
@@ -29,6 +30,7 @@ def test_shipped_config_loads_and_matches_the_documented_defaults():
     ("hashing", "buckets", True, "hashing.buckets = True"),
     ("training", "cutoff", "2011-13-01", "training.cutoff = '2011-13-01'"),
     ("training", "class_weight", "auto", "training.class_weight = 'auto'"),
+    ("training", "decision", "best", "training.decision = 'best'"),
     ("invoices", "time_zone", "Mars/Olympus", "invoices.time_zone = 'Mars/Olympus'"),
     ("gate", "require", "maybe", "gate.require = 'maybe'"),
 ])

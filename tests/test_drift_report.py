@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import xgboost as xgb
-from conftest import run_cli
+from conftest import run_cli, run_here
 from test_lifecycle import make_db
 from test_predict import deploy
 
@@ -71,7 +71,7 @@ def test_a_window_before_the_drift_passes_and_is_saved(db):
 
 def test_a_drifted_window_is_flagged_explained_and_plotted(db, tmp_path):
     png = tmp_path / "drift.png"
-    out = run_cli("drift", db, "--format", "json", "--plot", png, check=False)
+    out = run_here("drift", db, "--format", "json", "--plot", png, check=False)
     assert out.returncode == 1, out.stderr
     report = json.loads(out.stdout)
     drifted = {r["feature"] for r in report["rows"] if r["is_drift"]}
@@ -84,7 +84,7 @@ def test_a_drifted_window_is_flagged_explained_and_plotted(db, tmp_path):
 
 
 def test_holm_adjustment_and_window_accuracy_are_what_they_say(db):
-    run_cli("drift", db, check=False)
+    run_here("drift", db, check=False)
     rows = [r for r in report_rows(db) if r["test"] != "performance"]
     order = sorted(rows, key=lambda r: r["p_value"])
     m, running = len(order), 0.0
@@ -103,7 +103,7 @@ def test_holm_adjustment_and_window_accuracy_are_what_they_say(db):
 
 
 def test_no_save_opens_read_only_and_appends_nothing(db):
-    out = run_cli("drift", db, "--no-save", check=False)
+    out = run_here("drift", db, "--no-save", check=False)
     assert out.returncode == 1 and "saved as run" not in out.stdout
     assert report_rows(db) == []
 
@@ -114,7 +114,7 @@ def test_no_save_opens_read_only_and_appends_nothing(db):
     (["--end", "yesterday"], "yesterday"),
 ])
 def test_a_check_that_cannot_run_exits_2_with_a_clear_message(db, args, message):
-    out = run_cli("drift", db, *args, check=False)
+    out = run_here("drift", db, *args, check=False)
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert report_rows(db) == []
 
@@ -123,12 +123,12 @@ def test_without_a_production_model_or_baseline_the_check_exits_2(db):
     con = sales_sql.connect(db)
     con.execute("DELETE FROM drift_baseline")
     sales_sql.close(db)
-    out = run_cli("drift", db, check=False)
+    out = run_here("drift", db, check=False)
     assert out.returncode == 2 and "no training baseline is stored" in out.stderr
     con = sales_sql.connect(db)
     con.execute("DELETE FROM deployed_models")
     sales_sql.close(db)
-    out = run_cli("drift", db, check=False)
+    out = run_here("drift", db, check=False)
     assert out.returncode == 2 and "sales-sql promote" in out.stderr
 
 
@@ -146,7 +146,7 @@ def test_the_baseline_is_a_seeded_sample_with_the_models_predictions(monitored):
 def test_a_plot_that_cannot_be_written_exits_2_in_one_line_and_saves_no_report(db):
     """The drift was found, but the command failed: 2 (not 1, which a scheduler would skip), nothing saved."""
     before = report_rows(db)
-    out = run_cli("drift", db, "--plot", "/no/such/dir/x.png", check=False)
+    out = run_here("drift", db, "--plot", "/no/such/dir/x.png", check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "drift failed while writing the plot" in out.stderr
     assert report_rows(db) == before and not list(Path("/no/such/dir").parent.glob("x.png*"))

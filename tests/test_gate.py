@@ -7,23 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from click.testing import CliRunner
-
+from conftest import run_here as run_cli
 from test_lifecycle import QUICK, config_file, make_db
 
 import sales_sql
 from sales_sql import gate
-
-
-def run_cli(*args, check=True):
-    """The command as a user types it, run in this process (a subprocess would spend seconds importing MLflow)."""
-    from sales_sql.cli import main
-
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if check and result.exit_code != 0:
-        raise AssertionError(f"sales-sql {' '.join(map(str, args))} failed ({result.exit_code}):\n{result.output}")
-    result.returncode = result.exit_code
-    return result
+from sales_sql.metrics import WEIGHTS
 
 
 def served_on(db, settings, version, cutoff, last_line_id):
@@ -67,6 +56,25 @@ def test_the_slices_are_disjoint_by_date_and_every_metric_comes_from_the_test_sl
     curve = sorted(MlflowClient(store).get_metric_history(r.run_id, "stop_mlogloss"), key=lambda x: x.step)
     assert int(m["best_iteration"]) == int(np.argmin([x.value for x in curve]))
     assert m["stop_macro_f1"] != m["macro_f1"]  # the slice that chose is graded apart, as stop_*
+    # the decision weights were chosen there too, logged, and are what the version answers with (above)
+    assert p[WEIGHTS].startswith("LOW 1, MEDIUM ") and ", HIGH " in p[WEIGHTS]
+
+
+@hsettings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(20, 400))
+def test_decision_weights_are_the_candidate_with_the_best_macro_f1_on_the_lines_given(seed, n):
+    from sales_sql.metrics import candidates, decide, decision_weights, evaluate
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    proba = rng.dirichlet([1, 1, 1], n).astype(np.float32)
+    proba[np.arange(n), y] += rng.random(n).astype(np.float32)  # informative, not perfect
+    chosen = decision_weights(y, proba)
+    f1 = [evaluate(y, proba, w)["macro_f1"] for w in candidates()]
+    assert chosen[0] == 1.0 and evaluate(y, proba, chosen)["macro_f1"] == max(f1)
+    assert list(candidates()[f1.index(max(f1))]) == chosen  # the first of equals: nearest to all ones
+    assert max(f1) >= evaluate(y, proba)["macro_f1"]  # never worse than the argmax on the lines that chose
+    assert (decide(proba) == proba.argmax(1)).all() and (decide(proba, [1.0, 1.0, 1.0]) == proba.argmax(1)).all()
 
 
 def test_a_production_version_that_cannot_serve_counts_as_absent_and_the_gate_compares_on_the_same_lines(

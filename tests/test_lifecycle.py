@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from conftest import SALES_SQL, run_cli
+from conftest import SALES_SQL, run_cli, run_here
 from sales_sql import close, connect
+from sales_sql.metrics import WEIGHTS
 from sales_sql.demo import generate, write
 from sales_sql.loader import load_file
 
@@ -46,9 +47,10 @@ def test_retrain_logs_everything_and_registers_a_version(tmp_path, settings, sto
     from sales_sql.registry import retrain
 
     db = make_db(tmp_path, settings)
-    r = retrain(str(db), dataclasses.replace(settings, **{**QUICK, "early_stopping_rounds": 30}), tmp_path / "models",
-                progress=False)
+    r = retrain(str(db), dataclasses.replace(settings, **{**QUICK, "early_stopping_rounds": 30, "decision": "argmax"}),
+                tmp_path / "models", progress=False)
     run = MlflowClient(store).get_run(r.run_id)
+    assert run.data.params[WEIGHTS] == "LOW 1, MEDIUM 1, HIGH 1"  # decision = "argmax" (test_gate: weights chosen)
     m = run.data.metrics
     for key in ("accuracy", "macro_f1", "log_loss", "precision_LOW", "recall_HIGH", "f1_MEDIUM",
                 "baseline_majority_accuracy", "baseline_branch_item_mode_macro_f1", "lift_macro_f1_over_majority",
@@ -83,24 +85,24 @@ def test_gate_force_rollback_and_models_listing(tmp_path, settings, store, monke
     assert bad.metrics["macro_f1"] < good.metrics["macro_f1"]
     md = ["--models-dir", tmp_path / "models"]
 
-    run_cli("promote", db, good.version, *md)
-    refused = run_cli("promote", db, bad.version, *md, check=False)
+    run_here("promote", db, good.version, *md)
+    refused = run_here("promote", db, bad.version, *md, check=False)
     assert refused.returncode == 1 and "worse than production" in refused.stderr and "--force" in refused.stderr
-    assert "*    D" in run_cli("models", db).stdout.splitlines()[good.version]
+    assert "*    D" in run_here("models", db).stdout.splitlines()[good.version]
 
-    run_cli("promote", db, bad.version, "--force", *md)
-    listing = run_cli("models", db).stdout.splitlines()
+    run_here("promote", db, bad.version, "--force", *md)
+    listing = run_here("models", db).stdout.splitlines()
     assert "*    D" in listing[bad.version] and "*" not in listing[good.version].split()[1:2]
     assert (tmp_path / "models" / f"{settings.model_name}-v{bad.version}.ubj").is_file()
 
-    assert f"version {good.version} is production" in run_cli("rollback", db, *md).stdout
-    listing = run_cli("models", db).stdout.splitlines()
+    assert f"version {good.version} is production" in run_here("rollback", db, *md).stdout
+    listing = run_here("models", db).stdout.splitlines()
     assert "*    D" in listing[good.version]
     with connect(db, read_only=True, settings=settings) as con:
         rows = con.execute("SELECT version, status FROM deployed_models ORDER BY deployment_id").fetchall()
     close(db)
     assert rows == [(good.version, "retired"), (bad.version, "rolled_back"), (good.version, "active")]
-    again = run_cli("rollback", db, *md, check=False)
+    again = run_here("rollback", db, *md, check=False)
     assert again.returncode == 2 and "no earlier production version" in again.stderr
 
 
@@ -221,16 +223,16 @@ def test_retrain_refuses_data_that_cannot_train_and_registers_nothing(tmp_path, 
     from mlflow import MlflowClient
 
     db = make_db(tmp_path, settings, lines=3000, days=60)
-    early = run_cli("retrain", db, "--cutoff", "2020-01-01", check=False)
+    early = run_here("retrain", db, "--cutoff", "2020-01-01", check=False)
     assert early.returncode == 2 and "no usable lines before the cut-off 2020-01-01" in early.stderr
-    late = run_cli("retrain", db, "--cutoff", "2030-01-01", check=False)
+    late = run_here("retrain", db, "--cutoff", "2030-01-01", check=False)
     assert late.returncode == 2 and "no usable lines on or after the cut-off" in late.stderr
     con = connect(db, settings=settings)
     # a price the loader would reject, written by hand: named, instead of XGBoost's stack trace
     line = con.execute("UPDATE invoices SET unit_price = '-inf' WHERE line_id = (SELECT max(line_id) "
                        "FROM usable_lines) RETURNING line_id").fetchall()[0][0]
     close(db)
-    infinite = run_cli("retrain", db, check=False)
+    infinite = run_here("retrain", db, check=False)
     assert infinite.returncode == 2
     assert (f"training_set has 1 line(s) with an infinite price_vs_branch_item, price_vs_customer, price_vs_item, "
             f"unit_price, e.g. "
@@ -238,7 +240,7 @@ def test_retrain_refuses_data_that_cannot_train_and_registers_nothing(tmp_path, 
     con = connect(db, settings=settings)
     con.execute("UPDATE invoices SET quantity_sold = 1 WHERE quantity_sold > 0")
     close(db)
-    one_class = run_cli("retrain", db, check=False)
+    one_class = run_here("retrain", db, check=False)
     assert one_class.returncode == 2 and "only class ['LOW']" in one_class.stderr
     assert "Traceback" not in early.stderr + late.stderr + infinite.stderr + one_class.stderr
     assert MlflowClient(store).search_registered_models() == []

@@ -17,7 +17,7 @@ from test_lifecycle import QUICK, make_db
 from test_loader import BAD, GOOD, write_csv
 
 import sales_sql
-from conftest import SALES_SQL, run_cli
+from conftest import SALES_SQL, run_cli, run_here
 from sales_sql.demo import generate
 from sales_sql.ops import doctor
 
@@ -36,7 +36,7 @@ def counts(db) -> dict:
 
 
 def pipeline(*args):
-    proc = run_cli("pipeline", *args, "--format", "json", check=False)
+    proc = run_here("pipeline", *args, "--format", "json", check=False)
     assert proc.returncode in (0, 1, 2), proc.stderr
     steps = json.loads(proc.stdout) if proc.stdout.strip() else []
     return proc, {s["name"]: s for s in steps}, steps

@@ -17,6 +17,7 @@ import sales_sql
 from sales_sql import duck, lookups, scoring, serving
 from sales_sql.definition import FEATURES, FIRST_DAY, LAST_DAY, readable
 from sales_sql.lookups import to_matrix
+from sales_sql.metrics import WEIGHTS
 from sales_sql.training import CLASSES, feature_spec, labels, xgb_params
 
 ARGS = "sale_time, branch_id, item_code, unit_price, customer_id"
@@ -91,13 +92,14 @@ def test_prediction_time_features_equal_the_training_view_on_uci(uci_db, setting
     assert lines > 1_000_000
 
 
+@pytest.mark.parametrize("weights", [None, [1.0, 0.5, 1.5]], ids=["argmax", "decision weights"])
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled trees", "xgboost predictor"])
-def test_predictions_equal_the_boosters_own(trained, db, settings, compiled, monkeypatch):
+def test_predictions_equal_the_boosters_own(trained, db, settings, compiled, weights, monkeypatch):
     _, table, spec, X, booster = trained
     path, con = db
     if not compiled:  # what answers when the trees cannot be compiled (trees.py)
         monkeypatch.setattr(serving.Trees, "compile", lambda booster: (None, "not compiled in this test"))
-    deploy(con, booster, spec, 1)
+    deploy(con, booster, spec if weights is None else spec | {WEIGHTS: weights}, 1)
     rows = con.sql(f"""SELECT predict_sales({ARGS}) AS p, predict_sales_class({ARGS}) AS c,
                               predict_sales_proba({ARGS}) AS q
                        FROM training_set ORDER BY line_id""").fetchall()
@@ -105,7 +107,10 @@ def test_predictions_equal_the_boosters_own(trained, db, settings, compiled, mon
     got = np.array([[r[0]["proba"]["low"], r[0]["proba"]["medium"], r[0]["proba"]["high"]] for r in rows])
     np.testing.assert_array_equal(got, expected)  # bit for bit (float32 in float64)
     assert (serving.Predictor(serving.DatabaseFile(con), settings).model().trees is not None) == compiled
-    assert [r[1] for r in rows] == [CLASSES[i] for i in expected.argmax(1)]
+    # the class: the highest probability, times its decision weight when the version's retrain chose them
+    classes = expected.argmax(1) if weights is None else (expected * np.float32(weights)).argmax(1)
+    assert (classes != expected.argmax(1)).any() == (weights is not None)  # the weights change some answers
+    assert [r[1] for r in rows] == [CLASSES[i] for i in classes]
     assert [r[0]["label"] for r in rows] == [r[1] for r in rows]
     assert all(r[2] == r[0]["proba"] for r in rows)
     assert {(r[0]["source"], r[0]["model_version"]) for r in rows} == {("model", 1)}
@@ -159,19 +164,23 @@ def test_optional_arguments_and_argument_types(trained, db):
 def test_explanations_name_features_readably_in_order_of_weight(trained, db):
     _, table, spec, X, booster = trained
     path, con = db
-    deploy(con, booster, spec, 1)
+    decision = np.float32([1.0, 3.0, 0.5])  # the class explained is the one answered: under the decision weights
+    deploy(con, booster, spec | {WEIGHTS: decision.tolist()}, 1)
     rows = con.sql(f"SELECT explain_sales_class({ARGS}) FROM training_set ORDER BY line_id LIMIT 50").fetchall()
     contribs = booster.predict(xgb.DMatrix(X[:50], feature_names=spec["features"]), pred_contribs=True)
     names = {readable(FEATURES, f): j for j, f in enumerate(spec["features"])}
+    changed = 0
     for i, (entries,) in enumerate(rows):
         assert len(entries) == serving.EXPLAIN_TOP
         weights = [abs(e["contribution"]) for e in entries]
         assert weights == sorted(weights, reverse=True)
-        label = int(booster.inplace_predict(X[i:i + 1]).argmax())
+        label = int((booster.inplace_predict(X[i:i + 1]) * decision).argmax())
+        changed += label != int(booster.inplace_predict(X[i:i + 1]).argmax())
         for e in entries:
             assert "_" not in e["feature"]
             if e["feature"] in names:
                 assert e["contribution"] == pytest.approx(float(contribs[i, label, names[e["feature"]]]), abs=1e-6)
+    assert changed > 0, "no line's class moved with the weights: the test shows nothing"
 
 
 def expected_heuristic(table):
