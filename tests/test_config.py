@@ -10,7 +10,7 @@ GOOD = {
               "performance_drop": 0.05},
     "training": {"cutoff": "", "valid_fraction": 0.2, "stop_fraction": 0.1, "num_boost_round": 1000, "early_stopping_rounds": 30,
                  "checkpoint_every": 20, "class_weight": "balanced",
-                 "decision": "macro_f1", "max_depth": 10, "min_child_weight": 5.0, "learning_rate": 0.1,
+                 "decision": "macro_f1", "max_depth": 6, "min_child_weight": 5.0, "learning_rate": 0.1,
                  "subsample": 0.8, "colsample_bytree": 0.8, "max_bin": 256, "seed": 7},
     "registry": {"experiment": "sales_sql", "model_name": "sales_sql_class"},
     "gate": {"require": "not_worse", "confidence": 0.95},
