@@ -125,7 +125,7 @@ def pick(rows, also=None):
     """The cheapest setting (node visits per line) that the compiled trees serve (node visits are their cost; the
     product serves nothing else at that cost) within TOLERANCE of the best early-stopping macro-F1, and within it on
     the other data's early-stopping slice too when its rows are given (`also`: a setting worse there is not shipped)."""
-    good = within(rows) & (within(also) if also else within(rows))
+    good = within(rows) if also is None else within(rows) & within(also)
     return min((r for r in rows if r["name"] in good and r["predictor"] == "compiled"),
                key=lambda r: (r["visits"], r["seconds"]))
 

@@ -67,7 +67,12 @@ class LoadedModel:
     spec: dict | None = None
     plan: Plan | None = None            # where the kernels put each feature of the spec
     slow: str = ""                      # why the compiled trees do not answer the model (XGBoost's predictor does)
-    weights: list | None = None         # the decision weights its retrain chose (metrics.decide); None: argmax
+
+    @property
+    def weights(self) -> list | None:
+        """The decision weights its retrain chose, from its spec (metrics.decide); None (argmax): a version from
+        before them, or the fallback."""
+        return (self.spec or {}).get(WEIGHTS)
 
 
 def why(e: BaseException) -> str:
@@ -170,7 +175,7 @@ def load(settings: Settings, index: HistoryIndex, unservable: str = "", version:
             single = booster.copy()
             single.set_param({"nthread": 1})
     return LoadedModel(MODEL, version, index, booster=booster, single=single, trees=trees, spec=spec, plan=plan,
-                       slow=slow, weights=spec.get(WEIGHTS))
+                       slow=slow)
 
 
 # ---- where a model comes from -------------------------------------------------------------------------------

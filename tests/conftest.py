@@ -116,6 +116,8 @@ def run_here(*args, check=True):
     from sales_sql.cli import main
 
     result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # what a process would end in with a traceback: never an answer a test may accept
     if check and result.exit_code != 0:
         raise AssertionError(f"sales-sql {' '.join(map(str, args))} failed ({result.exit_code}):\n{result.output}")
     result.returncode = result.exit_code

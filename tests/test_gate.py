@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from conftest import run_here as run_cli
+from conftest import run_here
 from test_lifecycle import QUICK, config_file, make_db
 
 import sales_sql
@@ -87,12 +87,12 @@ def test_a_production_version_that_cannot_serve_counts_as_absent_and_the_gate_co
     md = ["--models-dir", tmp_path / "models"]
     # v1 trained and promoted under other class thresholds
     other = config_file(tmp_path, settings, **QUICK, low_max=1, medium_max=12)
-    run_cli("retrain", db, *md, "--config", other)
-    run_cli("promote", db, *md, "--config", other)
+    run_here("retrain", db, *md, "--config", other)
+    run_here("promote", db, *md, "--config", other)
     # back to the shipped thresholds: v1 cannot serve (spec mismatch); the pipeline's gate must not keep it
     quick = config_file(tmp_path, settings, **QUICK)
     (tmp_path / "quick.toml").write_text(quick.read_text())
-    out = run_cli("pipeline", db, "--force", *md, "--format", "json", "--config", tmp_path / "quick.toml",
+    out = run_here("pipeline", db, "--force", *md, "--format", "json", "--config", tmp_path / "quick.toml",
                   check=False)
     assert out.returncode in (0, 1), out.stderr  # 1 only for drift
     assert "production version 1 cannot serve under the current settings" in out.stdout, out.stdout
@@ -102,8 +102,8 @@ def test_a_production_version_that_cannot_serve_counts_as_absent_and_the_gate_co
     sales_sql.close(db)
     assert (source, version) == ("model", 2)
     # with unchanged settings, v3 is compared with v2 on v3's test lines; the logged champion score is v2's there
-    run_cli("retrain", db, *md, "--config", tmp_path / "quick.toml")
-    promoted = run_cli("promote", db, *md, "--config", tmp_path / "quick.toml", check=False)
+    run_here("retrain", db, *md, "--config", tmp_path / "quick.toml")
+    promoted = run_here("promote", db, *md, "--config", tmp_path / "quick.toml", check=False)
     assert promoted.returncode in (0, 1) and "against production version 2" in promoted.stderr, promoted.stderr
     client = MlflowClient(store)
     v3 = client.get_model_version(settings.model_name, "3")
@@ -121,12 +121,12 @@ def test_a_candidate_that_cannot_serve_is_refused_unless_forced(tmp_path, settin
     db = make_db(tmp_path, settings, lines=12_000, days=120)
     md = ["--models-dir", tmp_path / "models"]
     other = config_file(tmp_path, settings, **QUICK, low_max=1, medium_max=12)
-    run_cli("retrain", db, *md, "--config", other)
-    refused = run_cli("promote", db, *md, check=False)  # the shipped thresholds: v1 cannot serve under them
+    run_here("retrain", db, *md, "--config", other)
+    refused = run_here("promote", db, *md, check=False)  # the shipped thresholds: v1 cannot serve under them
     assert refused.returncode == 1 and "cannot serve under the current settings" in refused.stderr, refused.stderr
-    best = run_cli("promote", db, "--best", *md, check=False)
+    best = run_here("promote", db, "--best", *md, check=False)
     assert best.returncode == 2 and "can serve under the current settings" in best.stderr, best.stderr
-    run_cli("promote", db, "1", "--force", *md)
+    run_here("promote", db, "1", "--force", *md)
 
 
 @hsettings(max_examples=40, deadline=None)
