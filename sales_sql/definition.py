@@ -313,13 +313,14 @@ DROP TABLE _history_keys;
 
 
 def render_training_set(definition: Definition, asof_join: bool = True, *, lines: str = "usable_lines",
-                        view: str = "training_set", label: bool = True) -> str:
+                        view: str = "training_set", label: bool = True, hashed: bool = True) -> str:
     """sql/training_set.sql: one row per usable line with its label and every feature, history as of the day
     before (ASOF joins). Without `asof_join` (for Spark, which has none: render_spark_training_set), each line is put
     once per key kind into that key's timeline beside the key's history rows, and the latest history row before it is
     the last one seen in (day, lines first) order; one aggregation by line gathers the kinds' rows (one shuffle, where
     a join per kind took five). Spark's scoring renders the same features of other `lines` (with
-    a sale_day) as `view`, without the quantity and the label."""
+    a sale_day) as `view`, without the quantity and the label, and without `hashed` (its Arrow function hashes the
+    keys with the same kernel, where a Python UDF's pass over every line would cost a third of its time)."""
     two = [k for k in definition.kinds if len(k.columns) > 1]
     keys = "".join(f",\n           {_key_sql(k)} AS {k.name}_key" for k in two)
     unknown = [fn for _, fn in definition.calendar if fn not in CALENDAR_SQL]
@@ -365,6 +366,7 @@ def render_training_set(definition: Definition, asof_join: bool = True, *, lines
         joins = "LEFT JOIN found f ON f.line_id = l.line_id"
     b, i = definition.hashed
     labelled = f' l.quantity_sold,\n    {label_sql("l.quantity_sold")} AS label,' if label else ""
+    hashing = f"    hash_features(l.{b}, l.{i}) AS hashed,\n" if hashed else ""
     return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
 -- training_set: one row per usable invoice line with its label and every model feature. Calendar and hashed
 -- features come from the line's own day and keys; history features from the latest history row strictly before
@@ -379,8 +381,7 @@ SELECT
 {calendar}
     l.unit_price AS unit_price,
 {ratios}
-    hash_features(l.{b}, l.{i}) AS hashed,
-{history}
+{hashing}{history}
 FROM lines l
 {joins};
 """

@@ -30,7 +30,7 @@ from numba import njit
 from . import inputs
 from .definition import FIRST_DAY, LAST_DAY, Definition
 from .duck import history_built
-from .features import FNV_OFFSET, FNV_PRIME, fmix64, fnv, hash_kernel, same_bytes, string_buffers
+from .features import FNV_OFFSET, FNV_PRIME, fmix64, fnv, hash_kernel, hash_matrix, same_bytes, string_buffers
 
 log = logging.getLogger("sales_sql")
 
@@ -504,7 +504,8 @@ class Batch:
 
 def to_matrix(table: pa.Table, spec: dict) -> np.ndarray:
     """float32 feature matrix in spec order from the columns of training_set (NULL -> NaN, which XGBoost treats as
-    missing)."""
+    missing); without a `hashed` column (Spark's scoring_features), the hashed terms of the definition's two key
+    columns, by features.py's kernel as hash_features computes them."""
     n = table.num_rows
     out = np.empty((n, len(spec["features"])), np.float32)
     hashed_at = None
@@ -514,8 +515,11 @@ def to_matrix(table: pa.Table, spec: dict) -> np.ndarray:
             continue
         out[:, j] = pc.cast(table[name], pa.float32()).to_numpy(zero_copy_only=False)
     if hashed_at is not None:
-        flat = table["hashed"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        out[:, hashed_at:hashed_at + spec["buckets"]] = flat.reshape(n, spec["buckets"])
+        if "hashed" in table.column_names:
+            hashed = table["hashed"].combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, -1)
+        else:
+            hashed = hash_matrix(*(table[c].combine_chunks() for c in spec["definition"]["hashed"]), spec["buckets"])
+        out[:, hashed_at:hashed_at + spec["buckets"]] = hashed
     return out
 
 

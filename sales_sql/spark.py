@@ -159,7 +159,8 @@ def statements(name: str, settings: Settings, **values) -> list[tuple[str | None
     `values` filled in as duck.sql_text does: definition.spark_sql parses and writes them (no text is rewritten)."""
     if name == "scoring_features":  # training_set's features of predict()'s lines (scoring_lines), without the label
         return spark_sql(duck.fill(render_training_set(settings.definition, asof_join=False, lines="scoring_lines",
-                                                       view="scoring_features", label=False), settings))
+                                                       view="scoring_features", label=False, hashed=False),
+                                   settings))
     if f"spark/{name}" in RENDERED:
         return spark_sql(duck.fill(RENDERED[f"spark/{name}"](settings.definition), settings, **values), read="spark")
     if name == "usable_lines":
