@@ -392,7 +392,8 @@ FROM lines l
 def spark_sql(sql: str, read: str = "duckdb") -> list[tuple[str | None, str]]:
     """sales_sql's SQL (DuckDB's, or Spark's with `read="spark"`) as Spark SQL statements: (the name a statement
     creates, or None; its text). Parsed and written by sqlglot (pinned in the spark extra), with sales_sql's own rules
-    on the parsed statements: tables and views are temporary views (Spark works on views over the export), HUGEINT a
+    on the parsed statements: tables and views are temporary views (Spark works on views over the export; the ORDER BY
+    that sorts a DuckDB table is dropped from them), HUGEINT a
     DECIMAL(38,0), isodow Spark's weekday + 1, a difference of days datediff(end, start), and $names stay templates."""
     import sqlglot  # pure Python, about 0.2 s: only where Spark SQL is made
     from sqlglot import exp
@@ -417,6 +418,8 @@ def spark_sql(sql: str, read: str = "duckdb") -> list[tuple[str | None, str]]:
         if tree is not None:
             tree = tree.transform(rule)
             made = tree.this.name if isinstance(tree, exp.Create) else None
+            if made and isinstance(tree.expression, exp.Select) and not tree.expression.args.get("limit"):
+                tree.expression.set("order", None)  # a view keeps no order: DuckDB's sorted table, a global sort here
             out.append((made, tree.sql(dialect="spark", pretty=True)))
     return out
 

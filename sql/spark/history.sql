@@ -77,11 +77,7 @@ SELECT
   COUNT(p) FILTER(WHERE
     p > 0 AND p < 1e15) AS n_p
 FROM keyed
-GROUP BY ALL
-ORDER BY
-  kind NULLS LAST,
-  key NULLS LAST,
-  sale_day NULLS LAST;
+GROUP BY ALL;
 
 CREATE OR REPLACE TEMPORARY VIEW history AS
 WITH running AS (
@@ -123,8 +119,4 @@ SELECT
   CAST(on_day_sum_log_q AS DOUBLE) / 4294967296 / NULLIF(on_day_n, 0) AS day_log_qty_mean,
   CAST(in_28d_n AS DOUBLE) AS n_28d,
   CAST(in_28d_sum_log_q AS DOUBLE) / 4294967296 / NULLIF(in_28d_n, 0) AS log_qty_mean_28d
-FROM running
-ORDER BY
-  kind NULLS LAST,
-  key NULLS LAST,
-  sale_day NULLS LAST;
+FROM running;
