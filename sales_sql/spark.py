@@ -184,9 +184,11 @@ def run_sql(spark, script: list[tuple[str | None, str]]):
 
 
 def create_views(spark, invoices, settings: Settings | None = None) -> None:
-    """Temporary views invoices, usable_lines, history_daily, history (cached) and training_set over `invoices`:
-    a folder of Parquet (what `sales-sql export DB DIR` writes: DIR/invoices, partitioned by month), a table name
-    or a DataFrame with the columns of DuckDB's invoices table. hash_features is registered for training_set."""
+    """Temporary views invoices, usable_lines, history_daily, history and training_set over `invoices`: a folder of
+    Parquet (what `sales-sql export DB DIR` writes: DIR/invoices, partitioned by month), a table name or a DataFrame
+    with the columns of DuckDB's invoices table. hash_features is registered for training_set. history is cached for
+    the queries that read it directly; training_set and predict()'s features compute it again (Spark 4.3 does not
+    use a cached view inside their WITH clauses)."""
     settings = settings or load_settings()
     if isinstance(invoices, (str, os.PathLike)) and Path(invoices).exists():
         folder = Path(invoices) / "invoices" if (Path(invoices) / "invoices").is_dir() else Path(invoices)
