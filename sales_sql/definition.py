@@ -320,7 +320,7 @@ def render_training_set(definition: Definition, asof_join: bool = True, *, lines
     the last one seen in (day, lines first) order; one aggregation by line gathers the kinds' rows (one shuffle, where
     a join per kind took five). Spark's scoring renders the same features of other `lines` (with
     a sale_day) as `view`, without the quantity and the label, and without `hashed` (its Arrow function hashes the
-    keys with the same kernel, where a Python UDF's pass over every line would cost a third of its time)."""
+    keys with the same kernel, sparing a Python UDF's own pass over every line)."""
     two = [k for k in definition.kinds if len(k.columns) > 1]
     keys = "".join(f",\n           {_key_sql(k)} AS {k.name}_key" for k in two)
     unknown = [fn for _, fn in definition.calendar if fn not in CALENDAR_SQL]
@@ -393,8 +393,8 @@ def spark_sql(sql: str, read: str = "duckdb") -> list[tuple[str | None, str]]:
     """sales_sql's SQL (DuckDB's, or Spark's with `read="spark"`) as Spark SQL statements: (the name a statement
     creates, or None; its text). Parsed and written by sqlglot (pinned in the spark extra), with sales_sql's own rules
     on the parsed statements: tables and views are temporary views (Spark works on views over the export; the ORDER BY
-    that sorts a DuckDB table is dropped from them), HUGEINT a
-    DECIMAL(38,0), isodow Spark's weekday + 1, a difference of days datediff(end, start), and $names stay templates."""
+    that sorts a DuckDB table is dropped from them), HUGEINT a DECIMAL(38,0), isodow Spark's weekday + 1, a
+    difference of days datediff(end, start), and $names stay templates."""
     import sqlglot  # pure Python, about 0.2 s: only where Spark SQL is made
     from sqlglot import exp
 
