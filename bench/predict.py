@@ -34,6 +34,7 @@ from uci import CUTOFF, fresh_mlflow_store, uci_database
 from sales_sql import scratch
 import sales_sql
 from sales_sql.config import load_settings
+from sales_sql.definition import CLASSES
 from sales_sql.duck import deployed_row
 from sales_sql.lookups import Batch
 from sales_sql.metrics import decide
@@ -101,7 +102,7 @@ def main():
         sql.append(t)
         bulk.append(timed(lambda: score_into(con, settings, "_bench_scored", replace=True))[0])
     t_direct, t_compiled = min(direct), min(compiled)
-    classes = np.array(["LOW", "MEDIUM", "HIGH"])[decide(proba, dep.weights)]  # under the version's decision weights
+    classes = np.array(CLASSES)[decide(proba, dep.weights)]  # under the version's decision weights
     direct_counts = dict(zip(*np.unique(classes, return_counts=True)))
     agree = {k: int(v) for k, v in counts} == {k: int(v) for k, v in direct_counts.items()}
     print(f"model v{dep.version}: {booster.num_boosted_rounds()} rounds; {n:,} invoice lines; "

@@ -516,7 +516,8 @@ def to_matrix(table: pa.Table, spec: dict) -> np.ndarray:
         out[:, j] = pc.cast(table[name], pa.float32()).to_numpy(zero_copy_only=False)
     if hashed_at is not None:
         if "hashed" in table.column_names:
-            hashed = table["hashed"].combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, -1)
+            flat = table["hashed"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            hashed = flat.reshape(n, spec["buckets"])
         else:
             hashed = hash_matrix(*(table[c].combine_chunks() for c in spec["definition"]["hashed"]), spec["buckets"])
         out[:, hashed_at:hashed_at + spec["buckets"]] = hashed

@@ -93,7 +93,7 @@ def test_a_production_version_that_cannot_serve_counts_as_absent_and_the_gate_co
     quick = config_file(tmp_path, settings, **QUICK)
     (tmp_path / "quick.toml").write_text(quick.read_text())
     out = run_here("pipeline", db, "--force", *md, "--format", "json", "--config", tmp_path / "quick.toml",
-                  check=False)
+                   check=False)
     assert out.returncode in (0, 1), out.stderr  # 1 only for drift
     assert "production version 1 cannot serve under the current settings" in out.stdout, out.stdout
     con = sales_sql.connect(db, read_only=True, settings=settings)
