@@ -112,7 +112,7 @@ def _on_spark(settings, input_dir, master, conf):
     session = engine.session(master, **settings_given)
     try:
         step("reading the invoices on Spark")
-        engine.create_views(session, input_dir, settings)
+        click.echo(f"history on Spark: {engine.create_views(session, input_dir, settings)}", err=True)
         yield engine, session
     finally:
         engine.stop(session)

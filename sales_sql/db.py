@@ -49,10 +49,13 @@ def invoices_signature(con: duckdb.DuckDBPyConnection, after: int | None = None)
 def history_stale(con: duckdb.DuckDBPyConnection, settings: Settings, invoices: str | None = None) -> str | None:
     """Why the history tables are not current (the one rule: built under these settings from these invoices), or
     None when they are; `invoices`: the signature of the invoices to compare with (default: all of them now)."""
-    built = history_built(con)
+    return _stale(history_built(con), settings, invoices or invoices_signature(con))
+
+
+def _stale(built: dict, settings: Settings, invoices) -> str | None:
     if built.get("history_settings") != history_signature(settings):
         return "was built with other class thresholds or feature definition (or by an older sales_sql)"
-    if built.get("history_invoices") != (invoices or invoices_signature(con)):
+    if built.get("history_invoices") != invoices:
         return "is older than the invoices (lines were added or edited outside sales_sql)"
     return None
 
@@ -188,10 +191,15 @@ EXPORTED = ("line_id", "sale_time", "branch_id", "invoice_number", "item_code", 
             "customer_id", "source_file", "source_line")
 
 
+EXPORT_MANIFEST = "export.json"  # in an export: what its history was built from
+
+
 def export(con: duckdb.DuckDBPyConnection, folder: str | Path) -> dict[str, int]:
-    """Write the database's invoices as Parquet partitioned by month (FOLDER/invoices/sale_month=YYYY-MM/) and its
-    history (FOLDER/history/kind=.../), what Spark reads (sales_sql.spark.create_views). Whole or not at all: into
-    a temporary folder beside it, renamed at the end; FOLDER must not exist yet. Returns the rows written."""
+    """Write the database's invoices as Parquet partitioned by month (FOLDER/invoices/sale_month=YYYY-MM/), its
+    history (FOLDER/history/kind=.../) and what that history was built from (FOLDER/export.json: the settings'
+    signature, and the invoices' files when history is current with the invoices): what Spark reads
+    (sales_sql.spark.create_views, which computes history itself when export_stale says why). Whole or not at all:
+    into a temporary folder beside it, renamed at the end; FOLDER must not exist yet. Returns the rows written."""
 
     folder = Path(folder)
     if folder.exists():
@@ -205,8 +213,29 @@ def export(con: duckdb.DuckDBPyConnection, folder: str | Path) -> dict[str, int]
         con.execute(f"COPY (FROM history ORDER BY kind, key, sale_day) TO '{tmp / 'history'}' "
                     "(FORMAT parquet, PARTITION_BY (kind))")
         counts = {t: first_row(con, f"SELECT count(*) FROM {t}")[0] for t in ("invoices", "history")}
+        built = history_built(con)  # a read-only file's history may be stale: the export says so, Spark recomputes it
+        current = built.get("history_invoices") == invoices_signature(con)
+        (tmp / EXPORT_MANIFEST).write_text(json.dumps({
+            "history_settings": built.get("history_settings"),
+            "history_invoices": _files(tmp / "invoices") if current else None}, indent=1))
         tmp.chmod(0o755)
         os.rename(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return counts
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """The files under a folder (relative path: size in bytes)."""
+    return {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def export_stale(folder: str | Path, settings: Settings) -> str | None:
+    """Why the history of an export (`sales-sql export`) is not current for its invoices as they are now, or None
+    when it is: history_stale's rule, the invoices being the files the export wrote (paths and sizes)."""
+    folder = Path(folder)
+    try:
+        made = json.loads((folder / EXPORT_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return f"has no {EXPORT_MANIFEST} (not written by this sales-sql export)"
+    return _stale(made, settings, _files(folder / "invoices"))

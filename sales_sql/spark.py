@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
-from .db import opened
+from .db import export_stale, opened
 from .definition import CLASSES, FEATURES, RENDERED, render_training_set, spark_sql
 from .metrics import best, candidates, confusion_metrics, confusions
 from .monitor import COLUMNS, DriftError, DriftReport, drift_values
@@ -183,15 +183,19 @@ def run_sql(spark, script: list[tuple[str | None, str]]):
     return out
 
 
-def create_views(spark, invoices, settings: Settings | None = None) -> None:
+def create_views(spark, invoices, settings: Settings | None = None) -> str:
     """Temporary views invoices, usable_lines, history_daily, history and training_set over `invoices`: a folder of
     Parquet (what `sales-sql export DB DIR` writes: DIR/invoices, partitioned by month), a table name or a DataFrame
-    with the columns of DuckDB's invoices table. hash_features is registered for training_set. history is cached for
-    the queries that read it directly; training_set and predict()'s features compute it again (Spark 4.3 does not
-    use a cached view inside their WITH clauses)."""
+    with the columns of DuckDB's invoices table. `history` is the export's (DIR/history, as DuckDB's loads keep it)
+    when it is current for these invoices and settings (db.export_stale), else computed from the invoices; it is
+    cached for the queries that read it directly (Spark 4.3 does not use a cached view inside the WITH clauses of
+    training_set and predict()'s features). hash_features is registered for training_set. Returns where history
+    comes from, in words."""
     settings = settings or load_settings()
+    exported = None
     if isinstance(invoices, (str, os.PathLike)) and Path(invoices).exists():
         folder = Path(invoices) / "invoices" if (Path(invoices) / "invoices").is_dir() else Path(invoices)
+        exported = folder.parent if folder.name == "invoices" else None
         invoices = spark.read.parquet(str(folder))
     elif isinstance(invoices, str):
         invoices = spark.table(invoices)
@@ -205,9 +209,31 @@ def create_views(spark, invoices, settings: Settings | None = None) -> None:
     invoices.createOrReplaceTempView("invoices")
     _register_hash(spark, settings)
     spark.sql("UNCACHE TABLE IF EXISTS history")  # of invoices loaded before
-    for name in ("usable_lines", "history", "training_set"):
+    for name in ("usable_lines", "history"):
         run_sql(spark, statements(name, settings))
+    source = _exported_history(spark, exported, settings) if exported else "computed from the invoices"
+    run_sql(spark, statements("training_set", settings))
     spark.sql("CACHE LAZY TABLE history")
+    log.info("history on Spark: %s", source)
+    return source
+
+
+def _exported_history(spark, folder: Path, settings: Settings) -> str:
+    """Make `history` the export's own (FOLDER/history) when it is current and has the computed view's columns, so
+    that no command computes it again; else leave the computed view. Returns where history comes from, in words."""
+    why = export_stale(folder, settings)
+    if why is None:
+        computed = spark.table("history").schema
+        try:
+            stored = spark.read.parquet(str(folder / "history"))
+        except Exception as e:  # noqa: BLE001  Spark's analysis errors: no folder, or no files (no history rows)
+            why = f"cannot be read ({str(e).strip().splitlines()[0]})"
+        else:
+            if all(f.name in stored.columns and stored.schema[f.name].dataType == f.dataType for f in computed):
+                stored.select(*computed.names).createOrReplaceTempView("history")
+                return f"the export's ({folder / 'history'})"
+            why = "has other columns than this sales_sql computes (an older export)"
+    return f"computed from the invoices: the export's history {why}"
 
 
 # ---- the SQL functions ------------------------------------------------------------------------------------------

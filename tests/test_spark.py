@@ -87,14 +87,48 @@ def assert_same(duck: pa.Table, spark: pa.Table):
 
 
 def test_spark_history_and_training_set_equal_duckdb_exactly(work, spark, settings):
+    """Both ways Spark has history: the export's (the module's views read it; the join-path tests score over it)
+    and computed from the invoices (any Parquet of invoices that sales-sql export did not write: here a DataFrame of
+    the export's), with the training_set over the computed one."""
     order = "ORDER BY kind, key, sale_day"
-    assert_same(duck_table(work["db"], f"FROM history {order}", settings),
-                spark.sql(f"SELECT * FROM history {order}").toArrow())
+    duck_history = duck_table(work["db"], f"FROM history {order}", settings)
     duck = duck_table(work["db"], "FROM training_set ORDER BY line_id", settings)
-    theirs = spark.sql("SELECT * FROM training_set ORDER BY line_id").toArrow()
-    assert theirs.num_rows > 15_000 and duck["bi_n"].null_count < duck.num_rows
-    assert_same(duck.drop(["hashed"]), theirs.drop(["hashed"]))
-    assert duck["hashed"].to_pylist() == theirs["hashed"].to_pylist()
+    assert duck["bi_n"].null_count < duck.num_rows
+    computed = spark.read.parquet(str(work["export"] / "invoices"))
+    try:
+        for given, said, read in ((work["export"], "the export's", "/history/"),
+                                  (computed, "computed from the invoices", "/invoices/")):
+            assert engine.create_views(spark, given, settings).startswith(said)
+            assert all(read in f for f in spark.table("history").inputFiles())
+            assert_same(duck_history, spark.sql(f"SELECT * FROM history {order}").toArrow())
+        theirs = spark.sql("SELECT * FROM training_set ORDER BY line_id").toArrow()
+        assert theirs.num_rows > 15_000
+        assert_same(duck.drop(["hashed"]), theirs.drop(["hashed"]))
+        assert duck["hashed"].to_pylist() == theirs["hashed"].to_pylist()
+    finally:
+        engine.create_views(spark, work["export"], settings)  # the module's views again
+
+
+def test_an_exports_history_is_used_only_while_current(work, spark, settings, tmp_path):
+    """The export's history serves while it is current (db.history_stale's rule: built under these settings from
+    these invoices, the files the export wrote); else Spark computes history from the invoices and says why."""
+    from sales_sql.db import export_stale
+
+    copy = tmp_path / "export"
+    shutil.copytree(work["export"], copy)
+    assert export_stale(copy, settings) is None
+    assert "other class thresholds" in export_stale(copy, dataclasses.replace(settings, low_max=settings.low_max + 1))
+    month = next((copy / "invoices").iterdir())
+    shutil.copy(next(month.iterdir()), month / "more.parquet")  # a file added beside the export's
+    try:
+        said = engine.create_views(spark, copy, settings)
+        assert said == ("computed from the invoices: the export's history is older than the invoices (lines were "
+                        "added or edited outside sales_sql)")
+        assert all("/invoices/" in f for f in spark.table("history").inputFiles())
+    finally:
+        engine.create_views(spark, work["export"], settings)  # the module's views again
+    (copy / "export.json").unlink()
+    assert "has no export.json" in export_stale(copy, settings)
 
 
 def predictions(run, source):
@@ -309,6 +343,7 @@ def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, s
 
         out = run_cli(*documented("predict"), cwd=tmp_path)  # where the user types it: nothing is written there
         assert "wrote" in out.stdout and f"model v{work['duckdb_version']}" in out.stdout
+        assert "history on Spark: the export's" in out.stderr
         months = sorted(p.name for p in (tmp_path / "scored").iterdir() if p.name.startswith("sale_month="))
         assert len(months) >= 6
         theirs = pq.read_table(tmp_path / "scored").drop(["sale_month"]).sort_by("line_id")
