@@ -42,10 +42,11 @@ demo: $(BIN)/.installed
 	@echo "--- doctor: the health of the demo database (expect every check OK, exit 0)"
 	$(BIN)/sales-sql doctor $(DEMO_DB)
 
-# two test files at a time (pytest-xdist); OpenMP's threads sleep when idle instead of spinning, or XGBoost in one
-# file starves the other
+# two test files at a time (pytest-xdist), handed out in collection order (tests/conftest.py: the longest first;
+# without --no-loadscope-reorder, xdist would order them by their number of tests); OpenMP's threads sleep when idle
+# instead of spinning, or XGBoost in one file starves the other
 test: $(BIN)/.installed
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest -n 2 --dist loadfile -m "not cluster"
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not cluster"
 
 # the test on a Spark standalone cluster started on this machine (about 3 minutes; CI runs it after make test)
 test-cluster: $(BIN)/.installed

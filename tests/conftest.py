@@ -17,8 +17,9 @@ SAMPLE_CSV = ROOT / "data" / "sample_invoices.csv"
 SALES_SQL = str(Path(sys.executable).parent / "sales-sql")
 
 
-# `make test` runs two files at a time (-n 2 --dist loadfile), handing out files in collection order: the longest
-# first (seconds on 2 cores, 2026-12-06), so that the short ones fill the end instead of one long file running alone
+# `make test` runs two files at a time (-n 2 --dist loadfile --no-loadscope-reorder), handing out files in collection
+# order: the longest first (seconds on 2 cores, 2026-12-06), so that the short ones fill the end instead of one long
+# file running alone
 LONGEST_FIRST = ("test_lifecycle.py", "test_ops.py", "test_spark.py", "test_faults.py", "test_failures.py",
                  "test_serving.py", "test_predict.py", "test_install.py", "test_notebook.py")
 
