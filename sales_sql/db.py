@@ -53,6 +53,8 @@ def history_stale(con: duckdb.DuckDBPyConnection, settings: Settings, invoices: 
 
 
 def _stale(built: dict, settings: Settings, invoices) -> str | None:
+    """The rule itself, over what history was built from (`built`: its history_settings and history_invoices) and
+    the invoices now (a database's signature, or an export's files)."""
     if built.get("history_settings") != history_signature(settings):
         return "was built with other class thresholds or feature definition (or by an older sales_sql)"
     if built.get("history_invoices") != invoices:
