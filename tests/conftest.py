@@ -127,16 +127,26 @@ def run_here(*args, check=True):
 
 @pytest.fixture(scope="session")
 def uci_load(tmp_path_factory, settings):
-    """(database file, load reports): both UCI files loaded once for the session (skips, saying how to get
-    them, when they are missing)."""
+    """(database file, load reports): both UCI files loaded once for the whole run (skips, saying how to get them,
+    when they are missing). The first pytest-xdist worker to need them loads them, under a lock in the run's shared
+    temporary folder; the others read its file and reports."""
+    import fcntl
+    import pickle
+
     from sales_sql.loader import load_files
 
     files = need_uci()
-    path = tmp_path_factory.mktemp("uci") / "uci.duckdb"
-    con = sales_sql.connect(path, settings=settings)
-    reports = load_files(con, files, preset="uci", settings=settings)
-    sales_sql.close(path)
-    return path, reports
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "uci"  # the workers' common folder
+    shared.mkdir(exist_ok=True)
+    path, saved = shared / "uci.duckdb", shared / "reports.pickle"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.exists():
+            con = sales_sql.connect(path, settings=settings)
+            saved.write_bytes(pickle.dumps(load_files(con, files, preset="uci", settings=settings)))
+            sales_sql.close(path)
+    return path, pickle.loads(saved.read_bytes())
 
 
 @pytest.fixture

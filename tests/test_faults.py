@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import SALES_SQL, run_cli
+from conftest import SALES_SQL, run_cli, run_here
 from test_lifecycle import QUICK, make_db
 
 import sales_sql
@@ -86,7 +86,7 @@ def test_a_killed_promote_leaves_one_production_model_and_runs_again(tmp_path, s
         killed(["promote", copy, second.version, "--force", "--models-dir", tmp_path / "models"], after, env)
         active = state(copy)[3]
         assert active in ([first.version], [second.version]), (after, active)
-        run_cli("promote", copy, second.version, "--force", "--models-dir", tmp_path / "models")
+        run_here("promote", copy, second.version, "--force", "--models-dir", tmp_path / "models")  # runs again
         assert state(copy)[3] == [second.version]
 
 
@@ -102,19 +102,20 @@ def test_a_damaged_bundle_or_missing_store_gets_a_clear_message_and_production_s
     # models/ cannot be written (here: the path is a file; root ignores read-only permissions)
     blocked = tmp_path / "blocked"
     blocked.write_text("not a folder")
-    out = run_cli("promote", db, first.version, "--models-dir", blocked / "models", check=False)
+    # (the commands in this process: test_failures holds every command's exit code and one line as a process)
+    out = run_here("promote", db, first.version, "--models-dir", blocked / "models", check=False)
     assert out.returncode == 2 and "cannot write the model bundle" in out.stderr and "unchanged" in out.stderr
     assert state(db) == before
     # the MLflow store is gone (moved away): promote must say so and leave the file as it was
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}")
-    out = run_cli("promote", db, first.version, "--models-dir", tmp_path / "models", check=False)
+    out = run_here("promote", db, first.version, "--models-dir", tmp_path / "models", check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert state(db) == before
     # the store cannot be reached at all: every lifecycle command says which store failed, in one line
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     for args in (["models", db], ["promote", db, "--models-dir", tmp_path / "models"]):
-        out = run_cli(*args, check=False)
+        out = run_here(*args, check=False)
         assert out.returncode == 2 and "the MLflow store at http://127.0.0.1:9 failed" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
     assert state(db) == before

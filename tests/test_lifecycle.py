@@ -251,8 +251,8 @@ def test_killed_retrain_resumes_from_its_last_checkpoint(tmp_path, settings, sto
     """SIGKILL once a checkpoint exists; --resume continues from the latest checkpoint's iteration."""
     import xgboost as xgb
 
-    db = make_db(tmp_path, settings, lines=100_000, days=365)
-    # depth 6: the 80 rounds in seconds, still seconds apart from the first checkpoint to the last
+    db = make_db(tmp_path, settings, lines=50_000, days=365)
+    # depth 6: the 80 rounds in seconds, still a second apart from the first checkpoint to the last
     cfg = config_file(tmp_path, settings, num_boost_round=80, early_stopping_rounds=0, checkpoint_every=20,
                       max_depth=6)
     env = {**os.environ, "SALES_SQL_CONFIG": str(cfg)}

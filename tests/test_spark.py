@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_here
 from sales_sql import close, connect
 from sales_sql.demo import generate, write
 from sales_sql.loader import load_file
@@ -56,8 +56,8 @@ def work(tmp_path_factory, migrated_store, settings):
 
 @pytest.fixture(scope="module")
 def spark(work, settings):
-    # (4 shuffle partitions: the demo's few lines, two cores)
-    session = engine.session("local[2]", **{"spark.sql.shuffle.partitions": "4"})
+    # (2 shuffle partitions: the demo's few lines, two cores)
+    session = engine.session("local[2]", **{"spark.sql.shuffle.partitions": "2"})
     engine.create_views(session, work["export"], settings)
     yield session
     engine.stop(session)
@@ -433,8 +433,8 @@ def test_export_then_retrain_on_spark_through_the_command_line_serves_in_duckdb(
         assert run.params[key] == duck_run.params[key], key
     for key in ("baseline_majority_macro_f1", "baseline_branch_item_mode_macro_f1", "baseline_branch_item_mode_accuracy"):
         assert run.metrics[key] == pytest.approx(duck_run.metrics[key], abs=1e-12), key
-    run_cli("promote", work["db"], str(version), "--force", "--config", work["tmp"] / "quick.toml",
-            "--models-dir", work["tmp"] / "models")
+    run_here("promote", work["db"], str(version), "--force", "--config", work["tmp"] / "quick.toml",
+             "--models-dir", work["tmp"] / "models")
     valid = duck_table(work["db"], f"""SELECT label, predict_sales({ARGS}) AS p FROM training_set
                                        WHERE sale_day >= DATE '{CUTOFF}'""", settings)
     p = valid["p"].combine_chunks()
