@@ -102,7 +102,7 @@ def test_a_damaged_bundle_or_missing_store_gets_a_clear_message_and_production_s
     # models/ cannot be written (here: the path is a file; root ignores read-only permissions)
     blocked = tmp_path / "blocked"
     blocked.write_text("not a folder")
-    # (the commands in this process: test_failures holds every command's exit code and one line as a process)
+    # (the commands in this process, as test_failures' fault matrix runs them; test_cli.py runs them as processes)
     out = run_here("promote", db, first.version, "--models-dir", blocked / "models", check=False)
     assert out.returncode == 2 and "cannot write the model bundle" in out.stderr and "unchanged" in out.stderr
     assert state(db) == before
