@@ -119,6 +119,9 @@ def main():
                         help="sizes at which to measure the features' share (history and the as-of join)")
     args = parser.parse_args()
     uci = uci_database()
+    from predict import ensure_model  # a production model trained on the current feature definition (as scale.py)
+
+    ensure_model(uci, load_settings())
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     results = {}
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp, \
