@@ -142,10 +142,14 @@ def uci_load(tmp_path_factory, settings):
     path, saved = shared / "uci.duckdb", shared / "reports.pickle"
     with open(shared / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not saved.exists():
-            con = sales_sql.connect(path, settings=settings)
-            saved.write_bytes(pickle.dumps(load_files(con, files, preset="uci", settings=settings)))
-            sales_sql.close(path)
+        if not saved.exists():  # loaded beside, then renamed: a load that failed leaves nothing a worker would reuse
+            loading = shared / "loading.duckdb"
+            loading.unlink(missing_ok=True)
+            con = sales_sql.connect(loading, settings=settings)
+            reports = load_files(con, files, preset="uci", settings=settings)
+            sales_sql.close(loading)
+            loading.rename(path)
+            saved.write_bytes(pickle.dumps(reports))
     return path, pickle.loads(saved.read_bytes())
 
 
