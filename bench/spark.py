@@ -6,15 +6,15 @@ Per size (bench/scale.py's databases: UCI's lines k times under k sets of branch
    cluster on this machine (sales_sql.spark.standalone: a master, one worker offering both cores to one executor),
    wall time, and the driver's peak RSS: the command's process and its JVM (the executor is not the driver's),
    sampled every 0.2 s;
-3. the features' share: in a session of this process on the same cluster, the features alone (scoring_features,
-   written to Spark's no-op sink) against the whole join path (predict(), to the same sink), each after a warm-up.
-   Both read history from the export (sales-sql export writes it, current as DuckDB's loads keep it), so the share
-   is reading history and the as-of join.
+3. the as-of join's share: in a session of this process on the same cluster, the history rows the groups get
+   alone (the view scoring_history that predict() makes: history read from the export, the rows of the kinds keyed
+   by item, and the rows the as-of join by key finds for the others; written to Spark's no-op sink) against the
+   whole join path (predict(), to the same sink), each after a warm-up.
 Both commands run with the machine's two cores (DuckDB's threads; Spark's executor), so lines per second per core
 is lines / wall time / 2 on both sides, each command's start included. Targets (issue #38): the join path >= 0.5 of
 DuckDB's per-core rate; the driver's peak RSS at x10 within 1.2x of x1.
 
-    python bench/spark.py [--sizes 1,10] [--runs 2] [--shares 1]
+    python bench/spark.py [--sizes 1,10] [--runs 2] [--shares 10]
 
 The exports are written once into bench/.cache/scale_xK_export (sales-sql export); one whose history is not current
 for the database (db.export_stale: an export of an older sales_sql) is written again.
@@ -88,14 +88,14 @@ def driver_run(*args) -> tuple[float, float]:
 
 
 def shares(master: str, db: Path, folder: Path, runs: int) -> tuple[list[float], list[float]]:
-    """Seconds of the features alone and of the whole join path, each run `runs` times after a warm-up, in one
+    """Seconds of the history rows the groups get alone and of the whole join path, each run `runs` times after a warm-up, in one
     session of this process."""
     settings = load_settings()
     spark = engine.session(master, **{"spark.driver.memory": "2g"})
     try:
         engine.create_views(spark, folder, settings)
         scored = engine.predict(spark, "invoices", settings, db=db)
-        features = spark.table("scoring_features")  # predict() made it: history, the as-of join, the line's features
+        rows = spark.table("scoring_history")  # predict() made it: what the groups read of history
 
         def timing(frame):
             frame.write.format("noop").mode("overwrite").save()  # warm-up (history cached, workers started)
@@ -106,7 +106,7 @@ def shares(master: str, db: Path, folder: Path, runs: int) -> tuple[list[float],
                 out.append(time.perf_counter() - t)
             return out
 
-        return timing(features), timing(scored)
+        return timing(rows), timing(scored)
     finally:
         engine.stop(spark)
 
@@ -115,8 +115,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,10")
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--shares", default="1",
-                        help="sizes at which to measure the features' share (history and the as-of join)")
+    parser.add_argument("--shares", default="10",
+                        help="sizes at which to measure the as-of join's share (the history rows the groups get)")
     args = parser.parse_args()
     uci = uci_database()
     from predict import ensure_model  # a production model trained on the current feature definition (as scale.py)
@@ -147,8 +147,8 @@ def main():
                                         "--conf", f"spark.executor.cores={CORES}")
                 spark.append(wall)
                 rss.append(peak)
-            features, whole = shares(master, db, folder, args.runs) if str(k) in args.shares.split(",") else ([], [])
-            results[k] = dict(lines=lines, history=history, duck=duck, spark=spark, rss=rss, features=features,
+            asof, whole = shares(master, db, folder, args.runs) if str(k) in args.shares.split(",") else ([], [])
+            results[k] = dict(lines=lines, history=history, duck=duck, spark=spark, rss=rss, asof=asof,
                               whole=whole)
             report(results)
 
@@ -158,16 +158,16 @@ def report(results: dict) -> None:
           f"(one worker, {CORES} cores); medians of the runs, ranges in brackets")
     span = lambda xs, f: f"{statistics.median(xs):{f}} [{min(xs):{f}}-{max(xs):{f}}]"  # noqa: E731
     print(f"{'size':>5} {'lines':>11} {'history':>11} {'DuckDB s':>18} {'Spark s':>18} {'per core / DuckDB':>22} "
-          f"{'features share':>14} {'driver RSS MB':>20}")
+          f"{'as-of share':>14} {'driver RSS MB':>20}")
     for k, r in results.items():
         ratios = [d / s for d, s in zip(r["duck"], r["spark"])]
-        share = [f / w for f, w in zip(r["features"], r["whole"])] or [float("nan")]
+        share = [f / w for f, w in zip(r["asof"], r["whole"])] or [float("nan")]
         print(f"x{k:<4} {r['lines']:>11,} {r['history']:>11,} {span(r['duck'], '.1f'):>18} "
               f"{span(r['spark'], '.1f'):>18} "
               f"{span(ratios, '.2f'):>22} {span(share, '.2f'):>14} {span(r['rss'], '.0f'):>20}")
     for k, r in results.items():
         if r["whole"]:
-            print(f"x{k}: in one warm session, the features alone {span(r['features'], '.1f')} s, the join path "
+            print(f"x{k}: in one warm session, the history rows alone {span(r['asof'], '.1f')} s, the join path "
                   f"{span(r['whole'], '.1f')} s ({r['lines'] / statistics.median(r['whole']) / CORES:,.0f} lines/s per "
                   f"core; DuckDB's command {r['lines'] / statistics.median(r['duck']) / CORES:,.0f})")
     if 1 in results and 10 in results:

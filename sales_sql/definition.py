@@ -167,7 +167,8 @@ def label_sql(quantity: str, low_max="$low_max", medium_max="$medium_max") -> st
             f"'{CLASSES[1]}' ELSE '{CLASSES[2]}' END")
 
 
-def _key_sql(kind: KeyKind, table: str = "") -> str:
+def key_sql(kind: KeyKind, table: str = "") -> str:
+    """The SQL of a kind's key, the string history and the look-ups find it by: its columns joined by chr(31)."""
     return " || chr(31) || ".join(f"{table}{c}" for c in kind.columns)
 
 
@@ -198,7 +199,7 @@ def _history_parts(definition: Definition, running_sum: str = "sum({name}) OVER 
                 extra[(_over(s), x)] = x if s.over == "day" else f"sum({x}) OVER w{int(s.over[:-1])}"
     windows = sorted({int(s.over[:-1]) for s in definition.statistics if s.over.endswith("d") and s.over != "day"})
     keyed = "\n    UNION ALL\n".join(
-        f"    SELECT '{k.name}' AS kind, {_key_sql(k)} AS key, sale_day, quantity_sold AS q, unit_price AS p\n"
+        f"    SELECT '{k.name}' AS kind, {key_sql(k)} AS key, sale_day, quantity_sold AS q, unit_price AS p\n"
         f"    FROM usable_lines WHERE {{where}}{' AND '.join(f'{c} IS NOT NULL' for c in k.columns)}"
         for k in definition.kinds)
     daily = ",\n".join(f"       {sql if sql.startswith('count(') else 'coalesce(' + sql + ', 0)':80} AS {name}"
@@ -312,17 +313,14 @@ DROP TABLE _history_keys;
 """
 
 
-def render_training_set(definition: Definition, asof_join: bool = True, *, lines: str = "usable_lines",
-                        view: str = "training_set", label: bool = True, hashed: bool = True) -> str:
+def render_training_set(definition: Definition, asof_join: bool = True) -> str:
     """sql/training_set.sql: one row per usable line with its label and every feature, history as of the day
     before (ASOF joins). Without `asof_join` (for Spark, which has none: render_spark_training_set), each line is put
     once per key kind into that key's timeline beside the key's history rows, and the latest history row before it is
     the last one seen in (day, lines first) order; one aggregation by line gathers the kinds' rows (one shuffle, where
-    a join per kind took five). Spark's scoring renders the same features of other `lines` (with
-    a sale_day) as `view`, without the quantity and the label, and without `hashed` (its Arrow function hashes the
-    keys with the same kernel, sparing a Python UDF's own pass over every line)."""
+    a join per kind took five)."""
     two = [k for k in definition.kinds if len(k.columns) > 1]
-    keys = "".join(f",\n           {_key_sql(k)} AS {k.name}_key" for k in two)
+    keys = "".join(f",\n           {key_sql(k)} AS {k.name}_key" for k in two)
     unknown = [fn for _, fn in definition.calendar if fn not in CALENDAR_SQL]
     if unknown:
         raise ValueError(f"calendar functions {unknown}: the definition knows {sorted(CALENDAR_SQL)}")
@@ -365,23 +363,23 @@ def render_training_set(definition: Definition, asof_join: bool = True, *, lines
 )"""
         joins = "LEFT JOIN found f ON f.line_id = l.line_id"
     b, i = definition.hashed
-    labelled = f' l.quantity_sold,\n    {label_sql("l.quantity_sold")} AS label,' if label else ""
-    hashing = f"    hash_features(l.{b}, l.{i}) AS hashed,\n" if hashed else ""
     return f"""-- Rendered from sales_sql/definition.py by `make sql`: edit the definition, not this file.
 -- training_set: one row per usable invoice line with its label and every model feature. Calendar and hashed
 -- features come from the line's own day and keys; history features from the latest history row strictly before
 -- the line's day (ASOF join), NULL when the key has no earlier sale. The line's quantity makes the label only.
-CREATE OR REPLACE VIEW {view} AS
+CREATE OR REPLACE VIEW training_set AS
 WITH lines AS (
     SELECT *{keys}
-    FROM {lines}
+    FROM usable_lines
 ){timeline}
 SELECT
-    l.line_id, l.sale_time, l.sale_day, l.branch_id, l.item_code, l.customer_id,{labelled}
+    l.line_id, l.sale_time, l.sale_day, l.branch_id, l.item_code, l.customer_id, l.quantity_sold,
+    {label_sql("l.quantity_sold")} AS label,
 {calendar}
     l.unit_price AS unit_price,
 {ratios}
-{hashing}{history}
+    hash_features(l.{b}, l.{i}) AS hashed,
+{history}
 FROM lines l
 {joins};
 """

@@ -30,7 +30,7 @@ from numba import njit
 from . import inputs
 from .definition import FIRST_DAY, LAST_DAY, Definition
 from .duck import history_built
-from .features import FNV_OFFSET, FNV_PRIME, fmix64, fnv, hash_kernel, hash_matrix, same_bytes, string_buffers
+from .features import FNV_OFFSET, FNV_PRIME, fmix64, fnv, hash_kernel, same_bytes, string_buffers
 
 log = logging.getLogger("sales_sql")
 
@@ -504,8 +504,7 @@ class Batch:
 
 def to_matrix(table: pa.Table, spec: dict) -> np.ndarray:
     """float32 feature matrix in spec order from the columns of training_set (NULL -> NaN, which XGBoost treats as
-    missing); without a `hashed` column (Spark's scoring_features), the hashed terms of the definition's two key
-    columns, by features.py's kernel as hash_features computes them."""
+    missing)."""
     n = table.num_rows
     out = np.empty((n, len(spec["features"])), np.float32)
     hashed_at = None
@@ -515,37 +514,6 @@ def to_matrix(table: pa.Table, spec: dict) -> np.ndarray:
             continue
         out[:, j] = pc.cast(table[name], pa.float32()).to_numpy(zero_copy_only=False)
     if hashed_at is not None:
-        if "hashed" in table.column_names:
-            flat = table["hashed"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            hashed = flat.reshape(n, spec["buckets"])
-        else:
-            hashed = hash_matrix(*(table[c].combine_chunks() for c in spec["definition"]["hashed"]), spec["buckets"])
-        out[:, hashed_at:hashed_at + spec["buckets"]] = hashed
+        flat = table["hashed"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        out[:, hashed_at:hashed_at + spec["buckets"]] = flat.reshape(n, spec["buckets"])
     return out
-
-
-class Joined(Batch):
-    """Rows whose features were joined already (Spark's as-of join over history: the columns training_set has, for
-    other lines, in `table`), answered as Batch answers the same arguments: its checks of day and price, the matrix
-    to_matrix makes of the columns (Batch's, bit for bit, by test), and the fallback's shares from the columns of
-    the history rows found (`history` False: no history, as the empty index gives)."""
-
-    def __init__(self, index: HistoryIndex, table: pa.Table, spec: dict | None, history: bool = True):
-        super().__init__(index, *(table[name] for name in inputs.NAMES))
-        self.table, self.spec, self.history = table, spec, history
-
-    def matrix(self, plan: Plan | dict) -> np.ndarray:
-        return to_matrix(self.table, self.spec)
-
-    def heuristic(self) -> np.ndarray:
-        proba = np.zeros((self.n, 3), np.float32)
-        proba[:, 0] = 1.0
-        kinds = {k.name: k.prefix for k in self.index.layout.definition.kinds}
-        for name in ("item", "branch_item"):  # as Batch.heuristic: branch x item wins where both are known
-            low, high = (f"{kinds.get(name)}_share_{s}" for s in ("low", "high"))
-            if not self.history or name not in kinds or not {low, high} <= set(self.table.column_names):
-                continue
-            found = self.table[low].is_valid().to_numpy(zero_copy_only=False)
-            sl, sh = (self.table[c].to_numpy(zero_copy_only=False)[found].astype(np.float32) for c in (low, high))
-            proba[found] = np.column_stack([sl, np.clip(1.0 - sl - sh, 0.0, 1.0), sh])
-        return proba

@@ -6,7 +6,7 @@ fallback with its cause); the predictor keeps the loaded model until the stamp m
 lookups.py, the compiled trees (trees.py) or XGBoost's predictor, and explanations.
 
 Nothing here imports MLflow. XGBoost (2 s and 0.1 GB with the scikit-learn it imports; UCI's booster takes 0.25 GB
-more) is imported only to check a model's compiled trees once per file (_checked), to explain, or to answer where the
+more) is imported only to check a model's compiled trees once per file (checked_folder), to explain, or to answer where the
 trees do not compile.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from . import trees as trees_module
 from .config import Settings
 from .definition import CLASSES, FEATURES, Definition, readable
 from .duck import deployed_row
-from .lookups import (SPLIT_ROWS, Batch, HistoryIndex, Joined, Layout, LayoutError, Plan, index_folder,
+from .lookups import (SPLIT_ROWS, Batch, HistoryIndex, Layout, LayoutError, Plan, index_folder,
                       write_folder)
 from .metrics import WEIGHTS, decide
 from .structs import EXPLANATION, PROBA
@@ -243,10 +243,10 @@ def load_from_file(con, settings: Settings) -> LoadedModel:
         return load(settings, index, unservable)
     return load(settings, index, unservable, row["version"][0].as_py(), row["feature_spec"][0].as_py(),
                 lambda: deployed_row(con, settings.model_name, "booster", arrow=True)["booster"][0].as_buffer(),
-                _checked(con, row["digest"][0].as_py()))
+                checked_folder(con, row["digest"][0].as_py()))
 
 
-def _checked(con, digest: str) -> Path | None:
+def checked_folder(con, digest: str) -> Path | None:
     """The checked trees' folder beside the database (FILE.index/); None for an in-memory database."""
     folder = index_folder(con)
     return None if folder is None else folder / checked_name(digest)
@@ -314,11 +314,11 @@ class Predictor:
         model = self.model()
         return self._answer(model, Batch(model.index, *columns))
 
-    def predict_joined(self, table: pa.Table):
-        """As predict, for lines whose features were joined already (Spark's join path: `table` holds the inputs'
-        columns and those of training_set, lookups.Joined)."""
+    def predict_in(self, index: HistoryIndex, *columns):
+        """As predict, with history looked up in `index` (Spark's join path: the history a group of lines needs);
+        the fallbacks that answer without history keep their empty index."""
         model = self.model()
-        return self._answer(model, Joined(model.index, table, model.spec, model.source not in WITHOUT_HISTORY))
+        return self._answer(model, Batch(model.index if model.source in WITHOUT_HISTORY else index, *columns))
 
     def _answer(self, model: LoadedModel, batch: Batch):
         with self._lock:

@@ -12,8 +12,9 @@ registry, and any version serves on either engine (one booster format, one spec)
     register(spark, db="shop.duckdb")                      # the SQL functions, for ad-hoc queries
     spark.sql("SELECT predict_sales_class(sale_time, branch_id, item_code, unit_price, customer_id) FROM invoices")
 
-predict() looks each line's history up with an as-of join on the executors and ships only the model; register()
-collects history to the driver for the functions' history index (bounded by the spark.index_max_rows setting). The
+predict() looks each line's history up on the executors, in groups of keys that each hold their lines and the
+history they need (DuckDB's own look-ups and trees run on each group), and ships only the model; register() collects
+history to the driver for the functions' history index (bounded by the spark.index_max_rows setting). The
 model (and register()'s index) travel to the executors as one archive (SparkContext.addArchive) and are loaded once
 per Python worker: the index memory-mapped, the trees compiled and checked on the driver.
 """
@@ -25,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tarfile
 import threading
@@ -40,7 +42,7 @@ import pyarrow.compute as pc
 from . import duck, inputs, lookups, scratch, serving
 from .config import Settings, load_settings, shipped
 from .db import export_stale, opened
-from .definition import CLASSES, FEATURES, RENDERED, render_training_set, spark_sql
+from .definition import CLASSES, FEATURES, RENDERED, Definition, key_sql, spark_sql
 from .metrics import best, candidates, confusion_metrics, confusions
 from .monitor import COLUMNS, DriftError, DriftReport, drift_values
 from .scoring import SCORED
@@ -65,6 +67,9 @@ def session(master: str = "local[2]", app: str = "sales_sql", **conf):
     warehouse = scratch.folder("warehouse")
     builder = (SparkSession.builder.master(master).appName(app).config("spark.ui.enabled", "false")
                .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "8")
+               # predictions partitioned by month are written as they come, a file open per month and task, not
+               # sorted by month first (past 64 months in one task Spark sorts the rest)
+               .config("spark.sql.maxConcurrentOutputFileWriters", "64")
                # sales_sql makes temporary views only: Spark's warehouse folder (else ./spark-warehouse wherever the
                # command runs) goes to a scratch folder, which stop() removes
                .config("spark.sql.warehouse.dir", str(warehouse)))
@@ -157,10 +162,6 @@ def statements(name: str, settings: Settings, **values) -> list[tuple[str | None
     """The Spark SQL statements (each: the name it creates or None, its text) of history / training_set (sql/spark/,
     rendered from the definition), usable_lines (schema.sql's view), drift and baselines, with the settings and
     `values` filled in as duck.sql_text does: definition.spark_sql parses and writes them (no text is rewritten)."""
-    if name == "scoring_features":  # training_set's features of predict()'s lines (scoring_lines), without the label
-        return spark_sql(duck.fill(render_training_set(settings.definition, asof_join=False, lines="scoring_lines",
-                                                       view="scoring_features", label=False, hashed=False),
-                                   settings))
     if f"spark/{name}" in RENDERED:
         return spark_sql(duck.fill(RENDERED[f"spark/{name}"](settings.definition), settings, **values), read="spark")
     if name == "usable_lines":
@@ -187,10 +188,9 @@ def create_views(spark, invoices, settings: Settings | None = None) -> str:
     """Temporary views invoices, usable_lines, history_daily, history and training_set over `invoices`: a folder of
     Parquet (what `sales-sql export DB DIR` writes: DIR/invoices, partitioned by month), a table name or a DataFrame
     with the columns of DuckDB's invoices table. `history` is the export's (DIR/history, as DuckDB's loads keep it)
-    when it is current for these invoices and settings (db.export_stale), else computed from the invoices; it is
+    when it is current for these invoices and settings (db.export_stale), else computed from the invoices and then
     cached for the queries that read it directly (Spark 4.3 does not use a cached view inside the WITH clauses of
-    training_set and predict()'s features). hash_features is registered for training_set. Returns where history
-    comes from, in words."""
+    training_set). hash_features is registered for training_set. Returns where history comes from, in words."""
     settings = settings or load_settings()
     exported = None
     if isinstance(invoices, (str, os.PathLike)) and Path(invoices).exists():
@@ -211,16 +211,19 @@ def create_views(spark, invoices, settings: Settings | None = None) -> str:
     spark.sql("UNCACHE TABLE IF EXISTS history")  # of invoices loaded before
     for name in ("usable_lines", "history"):
         run_sql(spark, statements(name, settings))
-    source = _exported_history(spark, exported, settings) if exported else "computed from the invoices"
+    stored, source = _exported_history(spark, exported, settings) if exported else \
+        (False, "computed from the invoices")
     run_sql(spark, statements("training_set", settings))
-    spark.sql("CACHE LAZY TABLE history")
+    if not stored:  # computed: once, for the queries that read it directly (the export's is read from its files)
+        spark.sql("CACHE LAZY TABLE history")
     log.info("history on Spark: %s", source)
     return source
 
 
-def _exported_history(spark, folder: Path, settings: Settings) -> str:
+def _exported_history(spark, folder: Path, settings: Settings) -> tuple[bool, str]:
     """Make `history` the export's own (FOLDER/history) when it is current and has the computed view's columns, so
-    that no command computes it again; else leave the computed view. Returns where history comes from, in words."""
+    that no command computes it again; else leave the computed view. Returns whether it is the export's, and where
+    history comes from, in words."""
     why = export_stale(folder, settings)
     if why is None:
         computed = spark.table("history").schema
@@ -231,9 +234,9 @@ def _exported_history(spark, folder: Path, settings: Settings) -> str:
         else:
             if all(f.name in stored.columns and stored.schema[f.name].dataType == f.dataType for f in computed):
                 stored.select(*computed.names).createOrReplaceTempView("history")
-                return f"the export's ({folder / 'history'})"
+                return True, f"the export's ({folder / 'history'})"
             why = "has other columns than this sales_sql computes (an older export)"
-    return f"computed from the invoices: the export's history {why}"
+    return False, f"computed from the invoices: the export's history {why}"
 
 
 # ---- the SQL functions ------------------------------------------------------------------------------------------
@@ -322,37 +325,116 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
     """The join path: one row of predictions per line of `lines` (a DataFrame, or a table or view name, with the
     columns of invoices: line_id, sale_time, branch_id, item_code, unit_price, customer_id), the columns of
     `sales-sql predict --into` (line_id, label, p_low, p_medium, p_high, source, model_version) and the line's
-    sale_month (YYYY-MM, what `sales-sql predict --engine spark` partitions by), a lazy DataFrame. Each line's
-    features come from an as-of join over the Spark view `history` (create_views) on the executors (the feature SQL
-    of training_set, without the label), and the model (as register() finds it) runs in an Arrow function over them,
-    on the same compiled trees: only the model's bundle (booster, spec, compiled trees, drift baseline) goes through
-    the driver, nothing that grows with invoices or history. Equal to DuckDB's predict_sales bit for bit, fallback
-    included."""
+    sale_month (YYYY-MM, what `sales-sql predict --engine spark` partitions by), a lazy DataFrame.
+
+    History is looked up on the executors, by groups of keys: the lines and the history rows of the key kinds that
+    end with the grouping column (item_code: item, branch x item, customer x item) meet in the group of that column's
+    value; for the other kinds (branch, customer) an as-of join by key first finds the row each line needs, and that
+    row joins its line's group. In each group DuckDB's own code answers (lookups.Batch over the group's history index,
+    the compiled trees), so the answers are predict_sales's bit for bit, fallback included. Only the model's bundle
+    (booster, spec, compiled trees, drift baseline) goes through the driver, and a count of the lines."""
     settings = settings or load_settings()
     folder = _folder(spark)
     unservable = _layout_problem(settings)
     _write_model(spark, settings, folder, db, version, unservable)
     name = _ship(spark, folder)
-    lines = spark.table(lines) if isinstance(lines, str) else lines
-    lines.selectExpr("line_id", *inputs.NAMES, "CAST(sale_time AS DATE) AS sale_day") \
-        .createOrReplaceTempView("scoring_lines")
-    _register_hash(spark, settings)
-    if unservable:  # the fallback answers without history, as DuckDB's does: nothing to join
-        spark.table("scoring_lines").createOrReplaceTempView("scoring_features")
-    else:
-        run_sql(spark, statements("scoring_features", settings))
-
-    def score(batches):
-        predictor = _served(name, settings)
-        for rb in batches:
-            table = pa.Table.from_batches([rb])
-            yield pa.record_batch([table["line_id"].combine_chunks(),
-                                   *serving.columns(*predictor.predict_joined(table)),
-                                   pc.strftime(table["sale_time"], "%Y-%m").combine_chunks()], schema=_SCORED)
-
+    lines = (spark.table(lines) if isinstance(lines, str) else lines).selectExpr("line_id", *inputs.NAMES)
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    return spark.table("scoring_features").mapInArrow(score, from_arrow_schema(_SCORED))
+    schema = from_arrow_schema(_SCORED)
+    if unservable:  # the fallback answers without history, as DuckDB's does: nothing to look up
+
+        def plain(batches):
+            predictor = _served(name, settings)
+            for rb in batches:
+                yield _scored(rb, predictor.predict(*(rb.column(n) for n in inputs.NAMES)))
+
+        return lines.mapInArrow(plain, schema)
+    from pyspark.sql.functions import expr
+
+    d, layout = settings.definition, lookups.Layout.of(settings.definition)
+    by = _grouping_column(d)
+    groups = max(int(spark.conf.get("spark.sql.shuffle.partitions")), -(-lines.count() // GROUP_LINES))
+    group = f"pmod(xxhash64(substring_index({{}}, chr(31), -1)), {groups})"  # a key's last column's value
+    kept = ["kind", "key", "sale_day", *layout.row.names]
+    history = spark.table("history").select(*kept)
+    rows = history.where(expr(f"kind IN ({_names(k for k in d.kinds if k.columns[-1] == by)})")) \
+        .withColumn("g", expr(group.format("key")))
+    far = [k for k in d.kinds if k.columns[-1] != by]
+    if far:
+        probes = None
+        for k in far:
+            one = lines.where(expr(" AND ".join(f"{c} IS NOT NULL" for c in ("sale_time", *k.columns)))).selectExpr(
+                f"'{k.name}' AS kind", f"{key_sql(k)} AS key", "CAST(sale_time AS DATE) AS sale_day",
+                f"{group.format(by)} AS g")
+            probes = one if probes is None else probes.unionByName(one)
+        by_key = f"pmod(xxhash64(kind, key), {groups})"
+        found = probes.distinct().withColumn("a", expr(by_key)).groupBy("a").cogroup(
+            history.where(expr(f"kind IN ({_names(far)})")).withColumn("a", expr(by_key)).groupBy("a")) \
+            .applyInArrow(_found_rows(kept, rows.schema), rows.schema)
+        rows = rows.unionByName(found)
+    rows.createOrReplaceTempView("scoring_history")  # what the groups read of history (bench/spark.py times it)
+
+    def score(lines: pa.Table, rows: pa.Table) -> pa.Table:  # a group: its lines, the history rows they need
+        if not lines.num_rows:
+            return _SCORED.empty_table()
+        predictor = _served(name, settings)
+        index = lookups.HistoryIndex(layout)  # no rows: the empty index
+        if rows.num_rows:
+            con = duckdb.connect(config={"threads": 1})
+            try:
+                con.register("group_rows", rows)
+                con.execute("CREATE TABLE history AS FROM group_rows")
+                index = lookups.HistoryIndex(layout, arrays=lookups.build(layout, con, None))
+            finally:
+                con.close()
+        return pa.Table.from_batches([_scored(b, predictor.predict_in(index, *(b.column(n) for n in inputs.NAMES)))
+                                      for b in lines.to_batches(max_chunksize=lookups.SPLIT_ROWS)], _SCORED)
+
+    return lines.withColumn("g", expr(group.format(by))).groupBy("g").cogroup(rows.groupBy("g")) \
+        .applyInArrow(score, schema)
+
+
+GROUP_LINES = 200_000  # predict(): lines per group on average, at most (a group sits whole in one Python worker)
+
+
+def _grouping_column(definition: Definition) -> str:
+    """The key column that ends the most kinds' keys (item_code): predict() groups lines and history by it."""
+    ends = [k.columns[-1] for k in definition.kinds]
+    return max(ends, key=ends.count)
+
+
+def _names(kinds) -> str:
+    return ", ".join(f"'{k.name}'" for k in kinds)
+
+
+def _found_rows(kept: list[str], schema):
+    """predict()'s as-of join by key for the kinds that do not end with the grouping column: per group of keys, the
+    history row each (kind, key, day, line group) finds, the latest strictly before the day (DuckDB's ASOF join,
+    as sql/training_set.sql's), once per line group."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    target = to_arrow_schema(schema)
+
+    def found(probes: pa.Table, history: pa.Table) -> pa.Table:
+        if not probes.num_rows or not history.num_rows:
+            return target.empty_table()
+        con = duckdb.connect(config={"threads": 1})
+        try:
+            con.register("p", probes)
+            con.register("h", history)
+            return con.sql(f"""SELECT DISTINCT {', '.join(f'h.{c}' for c in kept)}, p.g FROM p ASOF JOIN h
+                               ON p.kind = h.kind AND p.key = h.key AND p.sale_day > h.sale_day""") \
+                .to_arrow_table().cast(target)
+        finally:
+            con.close()
+    return found
+
+
+def _scored(batch: pa.RecordBatch, answer) -> pa.RecordBatch:
+    """A batch of lines' predictions: line_id, the columns of serving.columns, sale_month."""
+    return pa.record_batch([batch.column("line_id"), *serving.columns(*answer),
+                            pc.strftime(batch.column("sale_time"), "%Y-%m")], schema=_SCORED)
 
 
 # the columns of `sales-sql predict --into`, and the month sales-sql export partitions by
@@ -412,6 +494,9 @@ def _write_model(spark, settings: Settings, folder: Path, db, version, unservabl
             if row is not None:
                 meta |= {"version": row[0], "spec": row[2], "metrics": json.loads(row[3])}
                 raw = bytes(row[1])
+                beside = serving.checked_folder(con, hashlib.md5(raw).hexdigest())
+                if beside is not None and beside.is_dir():  # checked by a DuckDB process already: no XGBoost here
+                    shutil.copytree(beside, folder / beside.name)
                 baseline = con.sql("SELECT * EXCLUDE (model_name, version) FROM drift_baseline WHERE "
                                    "model_name = ? AND version = ?", params=[settings.model_name, row[0]]).to_arrow_table()
     if version is not None:

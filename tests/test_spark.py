@@ -166,8 +166,9 @@ SCORED = ("SELECT line_id, p.label, p.proba.low AS p_low, p.proba.medium AS p_me
 
 @pytest.mark.parametrize("db, answers", [("db", {"model"}), ("empty", {"fallback:no_model"})])
 def test_the_join_path_equals_duckdbs_predict_sales_on_every_line(work, spark, settings, db, answers):
-    """sales_sql.spark.predict (features from the as-of join, nothing of history on the driver) answers every invoice
-    line (returns included) as DuckDB's predict_sales does, bit for bit, with a model and with the fallback."""
+    """sales_sql.spark.predict (history looked up in groups on the executors, nothing of it on the driver) answers
+    every invoice line (returns included) as DuckDB's predict_sales does, bit for bit, with a model and with the
+    fallback."""
     theirs = engine.predict(spark, "invoices", settings, db=work[db]).drop("sale_month").orderBy("line_id").toArrow()
     ours = duck_table(work[db], SCORED, settings)
     assert theirs.num_rows == ours.num_rows > 17_000
@@ -176,17 +177,17 @@ def test_the_join_path_equals_duckdbs_predict_sales_on_every_line(work, spark, s
 
 
 def test_the_join_path_answers_odd_lines_and_definitions_as_duckdb_does(work, spark, settings):
-    """A price that is no number, no sale time, keys never seen, a time of day just after midnight: the same
-    answers as DuckDB's predict_sales on the same values. A definition the kernels cannot serve: the fallback, saying
+    """A price that is no number, no sale time, keys never seen, a time of day just after midnight, no branch and no
+    item: the same answers as DuckDB's predict_sales on the same values. A definition the kernels cannot serve: the fallback, saying
     so, as on DuckDB."""
     from sales_sql.definition import FEATURES, KeyKind
 
     times = [dt.datetime(2024, 7, 1, 10), None, dt.datetime(2024, 7, 1),
-             dt.datetime(2024, 7, 2, 0, 30)]
-    odd = pa.table({"line_id": pa.array([1, 2, 3, 4], pa.int64()), "sale_time": pa.array(times, pa.timestamp("us")),
-                    "branch_id": ["1", "1", "no such branch", "1"],
-                    "item_code": ["10001", "10001", "no such item", "10002"],
-                    "unit_price": [float("nan"), 2.0, None, 0.0], "customer_id": ["C1", None, None, "C2"]})
+             dt.datetime(2024, 7, 2, 0, 30), dt.datetime(2024, 7, 3, 9)]
+    odd = pa.table({"line_id": pa.array([1, 2, 3, 4, 5], pa.int64()), "sale_time": pa.array(times, pa.timestamp("us")),
+                    "branch_id": ["1", "1", "no such branch", "1", None],
+                    "item_code": ["10001", "10001", "no such item", "10002", None],
+                    "unit_price": [float("nan"), 2.0, None, 0.0, 3.5], "customer_id": ["C1", None, None, "C2", "C1"]})
     theirs = engine.predict(spark, spark.createDataFrame(odd), settings, db=work["db"]) \
         .drop("sale_month").orderBy("line_id").toArrow()
     con = connect(work["db"], read_only=True, settings=settings)
@@ -196,7 +197,7 @@ def test_the_join_path_answers_odd_lines_and_definitions_as_duckdb_does(work, sp
     finally:
         con.close()
         close(work["db"])
-    assert theirs["source"].to_pylist() == ["invalid_price", "invalid_date", "model", "model"]
+    assert theirs["source"].to_pylist() == ["invalid_price", "invalid_date", "model", "model", "model"]
     assert_same(ours, theirs.cast(ours.schema))
 
     unservable = dataclasses.replace(settings, definition=dataclasses.replace(
