@@ -6,8 +6,8 @@ fallback with its cause); the predictor keeps the loaded model until the stamp m
 lookups.py, the compiled trees (trees.py) or XGBoost's predictor, and explanations.
 
 Nothing here imports MLflow. XGBoost (2 s and 0.1 GB with the scikit-learn it imports; UCI's booster takes 0.25 GB
-more) is imported only to check a model's compiled trees once per file (checked_folder), to explain, or to answer where the
-trees do not compile.
+more) is imported only to check a model's compiled trees once per file (checked_folder), to explain, or to answer
+where the trees do not compile.
 """
 from __future__ import annotations
 

@@ -531,7 +531,7 @@ class Bundle(serving.ModelSource):
             meta = json.loads((self.folder / BUNDLE_META).read_text())
             if meta["unservable"]:  # the empty index of the shipped layout, as serving.history_index gives
                 index = serving.no_history(FEATURES)
-            elif not (self.folder / "index").is_dir():  # predict()'s bundle: history comes joined to the lines
+            elif not (self.folder / "index").is_dir():  # predict()'s bundle: each group brings its own history
                 index = serving.no_history(settings.definition)
             else:
                 index = lookups.HistoryIndex(lookups.Layout.of(settings.definition),
