@@ -88,8 +88,8 @@ def driver_run(*args) -> tuple[float, float]:
 
 
 def shares(master: str, db: Path, folder: Path, runs: int) -> tuple[list[float], list[float]]:
-    """Seconds of the history rows the groups get alone and of the whole join path, each run `runs` times after a warm-up, in one
-    session of this process."""
+    """Seconds of the history rows the groups get alone and of the whole join path, each run `runs` times after a
+    warm-up, in one session of this process."""
     settings = load_settings()
     spark = engine.session(master, **{"spark.driver.memory": "2g"})
     try:

@@ -178,8 +178,8 @@ def test_the_join_path_equals_duckdbs_predict_sales_on_every_line(work, spark, s
 
 def test_the_join_path_answers_odd_lines_and_definitions_as_duckdb_does(work, spark, settings):
     """A price that is no number, no sale time, keys never seen, a time of day just after midnight, no branch and no
-    item: the same answers as DuckDB's predict_sales on the same values. A definition the kernels cannot serve: the fallback, saying
-    so, as on DuckDB."""
+    item: the same answers as DuckDB's predict_sales on the same values. A definition the kernels cannot serve: the
+    fallback, saying so, as on DuckDB."""
     from sales_sql.definition import FEATURES, KeyKind
 
     times = [dt.datetime(2024, 7, 1, 10), None, dt.datetime(2024, 7, 1),
