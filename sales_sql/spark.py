@@ -360,13 +360,13 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
     history = spark.table("history").select(*kept)
     rows = history.where(expr(f"kind IN ({_names(k for k in d.kinds if k.columns[-1] == by)})")) \
         .withColumn("g", expr(group.format("key")))
+    lines = lines.withColumn("g", expr(group.format(by)))
     far = [k for k in d.kinds if k.columns[-1] != by]
     if far:
         probes = None
         for k in far:
             one = lines.where(expr(" AND ".join(f"{c} IS NOT NULL" for c in ("sale_time", *k.columns)))).selectExpr(
-                f"'{k.name}' AS kind", f"{key_sql(k)} AS key", "CAST(sale_time AS DATE) AS sale_day",
-                f"{group.format(by)} AS g")
+                f"'{k.name}' AS kind", f"{key_sql(k)} AS key", "CAST(sale_time AS DATE) AS sale_day", "g")
             probes = one if probes is None else probes.unionByName(one)
         by_key = f"pmod(xxhash64(kind, key), {groups})"
         found = probes.distinct().withColumn("a", expr(by_key)).groupBy("a").cogroup(
@@ -379,20 +379,12 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
         if not lines.num_rows:
             return _SCORED.empty_table()
         predictor = _served(name, settings)
-        index = lookups.HistoryIndex(layout)  # no rows: the empty index
-        if rows.num_rows:
-            con = duckdb.connect(config={"threads": 1})
-            try:
-                con.register("group_rows", rows)
-                con.execute("CREATE TABLE history AS FROM group_rows")
-                index = lookups.HistoryIndex(layout, arrays=lookups.build(layout, con, None))
-            finally:
-                con.close()
+        index = lookups.HistoryIndex(layout, arrays=_built(layout, rows, threads=1)) if rows.num_rows else \
+            lookups.HistoryIndex(layout)  # no rows: the empty index
         return pa.Table.from_batches([_scored(b, predictor.predict_in(index, *(b.column(n) for n in inputs.NAMES)))
                                       for b in lines.to_batches(max_chunksize=lookups.SPLIT_ROWS)], _SCORED)
 
-    return lines.withColumn("g", expr(group.format(by))).groupBy("g").cogroup(rows.groupBy("g")) \
-        .applyInArrow(score, schema)
+    return lines.groupBy("g").cogroup(rows.groupBy("g")).applyInArrow(score, schema)
 
 
 GROUP_LINES = 200_000  # predict(): lines per group on average, at most (a group sits whole in one Python worker)
@@ -473,12 +465,19 @@ def _layout_problem(settings: Settings) -> str:
 def _write_index(spark, settings: Settings, folder: Path, history: str) -> None:
     """The history index of Spark's `history` into folder/index: collected to the driver through Arrow and built by
     the same code as DuckDB's (register() bounds the rows first)."""
-    con = duckdb.connect()
+    rows = spark.table(history).toArrow()
+    (folder / "index").mkdir()
+    _built(lookups.Layout.of(settings.definition), rows, folder / "index")
+
+
+def _built(layout: lookups.Layout, rows: pa.Table, folder: Path | None = None, **config) -> dict[str, np.ndarray]:
+    """The history index arrays of history rows in Arrow, by DuckDB's code (lookups.build, in a connection of its own
+    with `config`): files in `folder`, or in memory."""
+    con = duckdb.connect(config=config)
     try:
-        con.register("spark_history", spark.table(history).toArrow())
-        con.execute("CREATE TABLE history AS FROM spark_history")
-        (folder / "index").mkdir()
-        lookups.build(lookups.Layout.of(settings.definition), con, folder / "index")
+        con.register("arrow_history", rows)
+        con.execute("CREATE TABLE history AS FROM arrow_history")
+        return lookups.build(layout, con, folder)
     finally:
         con.close()
 
