@@ -290,7 +290,7 @@ def predict(database, table, output, where, replace, batch_rows, memory_limit, e
                                      ) from None
             step("scoring on Spark")
             scored = spark_engine.predict(session, lines, settings, db=database)
-            scored.write.mode("overwrite" if replace else "errorifexists").partitionBy("sale_month").parquet(output)
+            spark_engine.write_predictions(scored, output, replace)
             answered = session.read.parquet(output).groupBy("source", "model_version").count() \
                 .orderBy("source", "model_version").collect()
         total = sum(r["count"] for r in answered)

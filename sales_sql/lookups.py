@@ -421,16 +421,17 @@ def build(layout: Layout, con, folder) -> dict[str, np.ndarray]:
 
 # ---- one batch of arguments -> features ----------------------------------------------------------------------
 
-SPLIT_ROWS = 100_000  # batches this long (bulk scoring) compute their features on two threads
+SPLIT_ROWS = 100_000  # batches this long (bulk scoring) compute their features on two threads, if they may
 
 
 class Batch:
     """The arguments of predict_sales for some rows; after matrix() or heuristic(), `rows` holds the history row
     found for each key kind and row, or -1."""
 
-    def __init__(self, index: HistoryIndex, day, branch, item, price, customer):
+    def __init__(self, index: HistoryIndex, day, branch, item, price, customer, threads: int = 2):
         """`day`: the sale times (TIMESTAMP, what the prediction functions hand over; midnight = no time of day) or
-        days (DATE: the hour is unknown)."""
+        days (DATE: the hour is unknown). `threads`: the cores a batch of SPLIT_ROWS or more may use (1: one)."""
+        self.threads = threads
         day = day.combine_chunks() if isinstance(day, pa.ChunkedArray) else day
         self.n = len(day)
         self.hour = np.full(self.n, np.nan, np.float32)
@@ -474,7 +475,7 @@ class Batch:
                 _fill(self.day[a:b], self.hour[a:b], self.price[a:b], index.days, index.f32, index.f64, index.divisor, hashed,
                       plan.calendar, plan.unit_price, plan.ratios, plan.stats, plan.hashed, rows, out[a:b])
 
-        if self.n < SPLIT_ROWS:
+        if self.n < SPLIT_ROWS or self.threads < 2:
             part(0, self.n)
         else:  # a bulk batch: both halves at once (the kernels release the GIL)
             with ThreadPoolExecutor(2) as pool:

@@ -270,10 +270,13 @@ class Predictor:
     moves (a failed read is never kept: the next call tries again). With `warn`, it says in the log once per cause
     when a fallback answers (DuckDB's functions; the pyfunc and Spark say it in each answer's `source` alone, as
     MLflow checks a model by predicting its input example without a database). DuckDB calls it from several threads
-    at once."""
+    at once. A bulk batch (SPLIT_ROWS lines or more) spreads over `threads` cores (default: all of them; a Spark
+    task's Python worker: the task's)."""
 
-    def __init__(self, source: ModelSource, settings: Settings | None = None, warn: bool = True):
+    def __init__(self, source: ModelSource, settings: Settings | None = None, warn: bool = True,
+                 threads: int | None = None):
         self.source, self.settings, self.warn = source, settings, warn
+        self.threads = threads or os.cpu_count() or 1
         self._model: LoadedModel | None = None
         self._stamp = None
         self._lock = threading.Lock()
@@ -312,13 +315,14 @@ class Predictor:
         """The inputs' columns (in inputs.NAMES order, cast) -> (class index per row or -1, probabilities float32
         (n, 3), source index per row, model version or None, the Batch)."""
         model = self.model()
-        return self._answer(model, Batch(model.index, *columns))
+        return self._answer(model, Batch(model.index, *columns, threads=self.threads))
 
     def predict_in(self, index: HistoryIndex, *columns):
         """As predict, with history looked up in `index` (Spark's join path: the history a group of lines needs);
         the fallbacks that answer without history keep their empty index."""
         model = self.model()
-        return self._answer(model, Batch(model.index if model.source in WITHOUT_HISTORY else index, *columns))
+        return self._answer(model, Batch(model.index if model.source in WITHOUT_HISTORY else index, *columns,
+                                         threads=self.threads))
 
     def _answer(self, model: LoadedModel, batch: Batch):
         with self._lock:
@@ -327,7 +331,7 @@ class Predictor:
             if model.source == MODEL:
                 X = batch.matrix(model.plan)
                 if model.trees is not None:  # DuckDB's calls run side by side; a bulk batch splits over the cores
-                    proba = model.trees.proba(X, (os.cpu_count() or 1) if batch.n >= SPLIT_ROWS else 1)
+                    proba = model.trees.proba(X, self.threads if batch.n >= SPLIT_ROWS else 1)
                 else:  # a call alone (one row, or the last batches) uses every core; calls side by side one each
                     proba = (model.booster if self._active == 1 else model.single).inplace_predict(X)
             else:

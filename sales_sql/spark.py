@@ -362,12 +362,11 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
         .withColumn("g", expr(group.format("key")))
     lines = lines.withColumn("g", expr(group.format(by)))
     far = [k for k in d.kinds if k.columns[-1] != by]
-    if far:
-        probes = None
-        for k in far:
-            one = lines.where(expr(" AND ".join(f"{c} IS NOT NULL" for c in ("sale_time", *k.columns)))).selectExpr(
-                f"'{k.name}' AS kind", f"{key_sql(k)} AS key", "CAST(sale_time AS DATE) AS sale_day", "g")
-            probes = one if probes is None else probes.unionByName(one)
+    if far:  # each line's (kind, key, day, group) of these kinds, in one pass over the lines (a key with a NULL part
+        # is NULL: nothing to find, as a look-up's)
+        pairs = ", ".join(f"'{k.name}', CAST({key_sql(k)} AS STRING)" for k in far)
+        probes = lines.selectExpr(f"stack({len(far)}, {pairs}) AS (kind, key)", "CAST(sale_time AS DATE) AS sale_day",
+                                  "g").where("key IS NOT NULL AND sale_day IS NOT NULL")
         by_key = f"pmod(xxhash64(kind, key), {groups})"
         found = probes.distinct().withColumn("a", expr(by_key)).groupBy("a").cogroup(
             history.where(expr(f"kind IN ({_names(far)})")).withColumn("a", expr(by_key)).groupBy("a")) \
@@ -385,6 +384,16 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
                                       for b in lines.to_batches(max_chunksize=lookups.SPLIT_ROWS)], _SCORED)
 
     return lines.groupBy("g").cogroup(rows.groupBy("g")).applyInArrow(score, schema)
+
+
+def write_predictions(scored, output: str | os.PathLike, replace: bool = False) -> None:
+    """Write predict()'s DataFrame as Parquet partitioned by month (OUTPUT/sale_month=YYYY-MM/), the columns of
+    `sales-sql predict --into`. Line ids and probabilities are written without dictionaries: nearly every value
+    differs, and Parquet's writer tries one in every file before it gives up (a third of the write's CPU)."""
+    writer = scored.write.mode("overwrite" if replace else "errorifexists").partitionBy("sale_month")
+    for column in ("line_id", "p_low", "p_medium", "p_high"):
+        writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
+    writer.parquet(str(output))
 
 
 GROUP_LINES = 200_000  # predict(): lines per group on average, at most (a group sits whole in one Python worker)
@@ -425,8 +434,17 @@ def _found_rows(kept: list[str], schema):
 
 def _scored(batch: pa.RecordBatch, answer) -> pa.RecordBatch:
     """A batch of lines' predictions: line_id, the columns of serving.columns, sale_month."""
-    return pa.record_batch([batch.column("line_id"), *serving.columns(*answer),
-                            pc.strftime(batch.column("sale_time"), "%Y-%m")], schema=_SCORED)
+    return pa.record_batch([batch.column("line_id"), *serving.columns(*answer), _months(batch.column("sale_time"))],
+                           schema=_SCORED)
+
+
+def _months(times: pa.Array) -> pa.Array:
+    """Each sale time's month as YYYY-MM, NULL for NULL: the few distinct months written once each (strftime of each
+    time costs several times the rest of a line's output)."""
+    month = pc.add(pc.multiply(pc.year(times), 100), pc.month(times))
+    distinct = pc.unique(month)
+    names = pa.array([None if m is None else f"{m // 100:04d}-{m % 100:02d}" for m in distinct.to_pylist()], pa.string())
+    return names.take(pc.index_in(month, distinct))
 
 
 # the columns of `sales-sql predict --into`, and the month sales-sql export partitions by
@@ -556,10 +574,11 @@ def _served(name: str, settings: Settings) -> serving.Predictor:
         with _SERVED_LOCK:
             found = _SERVED.get(name)
             if found is None:
-                from pyspark import SparkFiles  # on an executor: pyspark is there
+                from pyspark import SparkFiles, TaskContext  # on an executor: pyspark is there
 
+                task = TaskContext.get()  # a task's share of the cores (spark.task.cpus): its batches use no more
                 found = _SERVED[name] = serving.Predictor(Bundle(Path(SparkFiles.get(name))), settings,
-                                                            warn=False)
+                                                            warn=False, threads=task.cpus() if task else None)
     return found
 
 

@@ -188,8 +188,9 @@ def test_the_join_path_answers_odd_lines_and_definitions_as_duckdb_does(work, sp
                     "branch_id": ["1", "1", "no such branch", "1", None],
                     "item_code": ["10001", "10001", "no such item", "10002", None],
                     "unit_price": [float("nan"), 2.0, None, 0.0, 3.5], "customer_id": ["C1", None, None, "C2", "C1"]})
-    theirs = engine.predict(spark, spark.createDataFrame(odd), settings, db=work["db"]) \
-        .drop("sale_month").orderBy("line_id").toArrow()
+    scored = engine.predict(spark, spark.createDataFrame(odd), settings, db=work["db"]).orderBy("line_id").toArrow()
+    assert scored["sale_month"].to_pylist() == ["2024-07", None, "2024-07", "2024-07", "2024-07"]
+    theirs = scored.drop(["sale_month"])
     con = connect(work["db"], read_only=True, settings=settings)
     try:
         con.register("odd", odd)
@@ -346,9 +347,11 @@ def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, s
         assert "history on Spark: the export's" in out.stderr
         months = sorted(p.name for p in (tmp_path / "scored").iterdir() if p.name.startswith("sale_month="))
         assert len(months) >= 6
-        theirs = pq.read_table(tmp_path / "scored").drop(["sale_month"]).sort_by("line_id")
+        written = pq.read_table(tmp_path / "scored").sort_by("line_id")
         ours = duck_table(work["db"], SCORED, settings)
-        assert_same(ours, theirs.cast(ours.schema))
+        assert_same(ours, written.drop(["sale_month"]).cast(ours.schema))
+        month = duck_table(work["db"], "SELECT strftime(sale_time, '%Y-%m') AS m FROM invoices ORDER BY line_id", settings)
+        assert written["sale_month"].cast(pa.string()).to_pylist() == month["m"].to_pylist()  # each line in its month
 
         window = ("--end", "2024-07-15", "--format", "json")
         spark_drift = run_cli(*documented("drift"), *window, check=False, cwd=tmp_path)
