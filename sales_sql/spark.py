@@ -443,7 +443,8 @@ def _months(times: pa.Array) -> pa.Array:
     time costs several times the rest of a line's output)."""
     month = pc.add(pc.multiply(pc.year(times), 100), pc.month(times))
     distinct = pc.unique(month)
-    names = pa.array([None if m is None else f"{m // 100:04d}-{m % 100:02d}" for m in distinct.to_pylist()], pa.string())
+    names = pa.array([None if m is None else f"{m // 100:04d}-{m % 100:02d}" for m in distinct.to_pylist()],
+                     pa.string())
     return names.take(pc.index_in(month, distinct))
 
 

@@ -350,8 +350,9 @@ def test_predict_and_drift_on_a_standalone_cluster_with_a_bounded_driver(work, s
         written = pq.read_table(tmp_path / "scored").sort_by("line_id")
         ours = duck_table(work["db"], SCORED, settings)
         assert_same(ours, written.drop(["sale_month"]).cast(ours.schema))
-        month = duck_table(work["db"], "SELECT strftime(sale_time, '%Y-%m') AS m FROM invoices ORDER BY line_id", settings)
-        assert written["sale_month"].cast(pa.string()).to_pylist() == month["m"].to_pylist()  # each line in its month
+        month = duck_table(work["db"], "SELECT strftime(sale_time, '%Y-%m') AS m FROM invoices ORDER BY line_id",
+                           settings)
+        assert written["sale_month"].cast(pa.string()).to_pylist() == month["m"].to_pylist()  # each in its month
 
         window = ("--end", "2024-07-15", "--format", "json")
         spark_drift = run_cli(*documented("drift"), *window, check=False, cwd=tmp_path)
