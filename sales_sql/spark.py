@@ -50,8 +50,9 @@ from .structs import CHI2, EXPLANATION, KS, PREDICTION, PROBA, Struct
 from .udfs import per_row
 
 log = logging.getLogger("sales_sql")
-# the test-slice metrics of the model register() served last, per Spark application (drift's performance rows)
-_METRICS: dict[str, dict] = {}
+# the model register() or predict() served last, per Spark application: its version, its test-slice metrics (drift's
+# performance rows) and its drift baseline (None: no model, or one without a baseline)
+_SERVED: dict[str, tuple[int | None, dict, pa.Table | None]] = {}
 _SCRATCH: dict[str, list[Path]] = {}  # a Spark application's scratch folders (bundles, warehouse): stop() removes
 BUNDLE_META = "model.json"  # in a bundle: the version, its spec and metrics, its checked trees' folder
 
@@ -82,12 +83,13 @@ def session(master: str = "local[2]", app: str = "sales_sql", **conf):
 
 
 def stop(spark) -> None:
-    """Stop the session and remove its scratch folders: the model bundles register() and predict() wrote for it and
-    its warehouse folder (else removed at interpreter exit)."""
+    """Stop the session, forget the model it served last and remove its scratch folders: the model bundles register()
+    and predict() wrote for it and its warehouse folder (else removed at interpreter exit)."""
     try:
         app = spark.sparkContext.applicationId
     except AttributeError:  # stopped already (its folders went then)
         return
+    _SERVED.pop(app, None)
     for folder in _SCRATCH.pop(app, []):
         scratch.remove(folder)
     spark.stop()
@@ -302,6 +304,7 @@ def register(spark, settings: Settings | None = None, *, db: str | os.PathLike |
     if not unservable:
         _write_index(spark, settings, folder, history)
     source = _write_model(spark, settings, folder, db, version, unservable)
+    _baseline_view(spark, settings)
     name = _ship(spark, folder)
     _register_hash(spark, settings)
 
@@ -332,7 +335,8 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
     value; for the other kinds (branch, customer) an as-of join by key first finds the row each line needs, and that
     row joins its line's group. In each group DuckDB's own code answers (lookups.Batch over the group's history index,
     the compiled trees), so the answers are predict_sales's bit for bit, fallback included. Only the model's bundle
-    (booster, spec, compiled trees, drift baseline) goes through the driver, and a count of the lines."""
+    (booster, spec, compiled trees, drift baseline) goes through the driver, and the count of the lines and the
+    groups' numbers come back."""
     settings = settings or load_settings()
     folder = _folder(spark)
     unservable = _layout_problem(settings)
@@ -354,8 +358,12 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
 
     d, layout = settings.definition, lookups.Layout.of(settings.definition)
     by = _grouping_column(d)
-    groups = max(int(spark.conf.get("spark.sql.shuffle.partitions")), -(-lines.count() // GROUP_LINES))
-    group = f"pmod(xxhash64(substring_index({{}}, chr(31), -1)), {groups})"  # a key's last column's value
+    tasks = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    groups = max(tasks, -(-lines.count() // GROUP_LINES))
+    # a key's last column's value -> its group, as a number that Spark's hash partitioning sends to task (group mod
+    # tasks): each task gets as many groups, about as large, and adaptive execution does not join tasks by size
+    group = (f"element_at(array({', '.join(f'{v}L' for v in _group_values(spark, groups, tasks))}), "
+             f"CAST(pmod(xxhash64(substring_index({{}}, chr(31), -1)), {groups}) AS INT) + 1)")
     kept = ["kind", "key", "sale_day", *layout.row.names]
     history = spark.table("history").select(*kept)
     rows = history.where(expr(f"kind IN ({_names(k for k in d.kinds if k.columns[-1] == by)})")) \
@@ -383,7 +391,22 @@ def predict(spark, lines, settings: Settings | None = None, *, db: str | os.Path
         return pa.Table.from_batches([_scored(b, predictor.predict_in(index, *(b.column(n) for n in inputs.NAMES)))
                                       for b in lines.to_batches(max_chunksize=lookups.SPLIT_ROWS)], _SCORED)
 
-    return lines.groupBy("g").cogroup(rows.groupBy("g")).applyInArrow(score, schema)
+    return lines.repartition(tasks, "g").groupBy("g").cogroup(rows.repartition(tasks, "g").groupBy("g")) \
+        .applyInArrow(score, schema)
+
+
+def _group_values(spark, groups: int, tasks: int) -> list[int]:
+    """predict()'s group numbers: for group i, a BIGINT that Spark's hash partitioning into `tasks` partitions
+    (pmod(hash(x), tasks)) sends to partition i mod tasks, a different one for each group. A small job; `groups`
+    numbers reach the driver."""
+    from pyspark.sql.functions import expr
+
+    each = -(-groups // tasks)
+    found = {r.p: r.ids for r in spark.range(64 * groups).selectExpr(f"pmod(hash(id), {tasks}) AS p", "id")
+             .groupBy("p").agg(expr(f"slice(array_sort(collect_list(id)), 1, {each}) AS ids")).collect()}
+    if any(len(found.get(t, [])) < each for t in range(tasks)):  # 64 numbers a group: never seen
+        raise RuntimeError(f"too few numbers found for {groups} groups in {tasks} partitions")
+    return [found[i % tasks][i // tasks] for i in range(groups)]
 
 
 def write_predictions(scored, output: str | os.PathLike, replace: bool = False) -> None:
@@ -503,8 +526,8 @@ def _built(layout: lookups.Layout, rows: pa.Table, folder: Path | None = None, *
 
 def _write_model(spark, settings: Settings, folder: Path, db, version, unservable: str) -> str:
     """Write into `folder` what the executors serve besides history: the model's booster, spec and metrics, its
-    compiled trees once checked against XGBoost, and the drift baseline (the view drift_baseline here). Returns what
-    answers: "model" or the fallback's source."""
+    compiled trees once checked against XGBoost; keeps its version, metrics and drift baseline in _SERVED. Returns
+    what answers: "model" or the fallback's source."""
     meta, raw, baseline = {"version": None, "spec": None, "metrics": {}, "unservable": unservable}, None, None
     if db is not None and version is None:
         with opened(db, read_only=True, settings=settings) as con:
@@ -528,13 +551,22 @@ def _write_model(spark, settings: Settings, folder: Path, db, version, unservabl
         (folder / "booster.ubj").write_bytes(raw)
         meta["checked"] = serving.checked_name(hashlib.md5(raw).hexdigest())
     (folder / BUNDLE_META).write_text(json.dumps(meta))
-    _METRICS[spark.sparkContext.applicationId] = meta["metrics"]
+    _SERVED[spark.sparkContext.applicationId] = (meta["version"], meta["metrics"],
+                                                 baseline if meta["version"] is not None else None)
     # checks the compiled trees (written into the folder) and says what answers
-    model = serving.Predictor(Bundle(folder), settings, warn=False).model()
-    if baseline is not None and meta["version"] is not None:
-        cols = [f"'{settings.model_name}' AS model_name", f"{int(meta['version'])} AS version", "*"]
-        spark.createDataFrame(baseline.to_pandas()).selectExpr(*cols).createOrReplaceTempView("drift_baseline")
-    return model.source
+    return serving.Predictor(Bundle(folder), settings, warn=False).model().source
+
+
+def _baseline_view(spark, settings: Settings) -> int | None:
+    """The view drift_baseline: the drift baseline of the model served last (none: no view). Returns its version.
+    Made only where read (register(), drift()): predict() alone does not need it."""
+    version, _, baseline = _SERVED.get(spark.sparkContext.applicationId, (None, {}, None))
+    spark.catalog.dropTempView("drift_baseline")
+    if baseline is None:
+        return None
+    spark.createDataFrame(baseline).selectExpr(f"'{settings.model_name}' AS model_name", f"{int(version)} AS version",
+                                                "*").createOrReplaceTempView("drift_baseline")
+    return version
 
 
 class Bundle(serving.ModelSource):
@@ -600,9 +632,9 @@ def drift(spark, settings: Settings | None = None, *, db: str | os.PathLike | No
     start = end - dt.timedelta(days=(window_days or settings.drift_window_days) - 1)
     window = spark.sql(f"SELECT * FROM usable_lines WHERE sale_day BETWEEN DATE '{start.isoformat()}' AND "
                        f"DATE '{end.isoformat()}'")
-    spark.catalog.dropTempView("drift_baseline")  # the baseline of this model only (predict() makes it)
     scored = predict(spark, window, settings, db=db, version=version)
-    if not spark.catalog.tableExists("drift_baseline"):
+    served = _baseline_view(spark, settings)  # the baseline of the model predict() serves
+    if served is None:
         raise DriftError("no model with a training baseline serves: promote a version into the database (each "
                          "retrain stores a baseline), or pass a version of the registry that has one")
     if not window.limit(1).count():
@@ -610,8 +642,7 @@ def drift(spark, settings: Settings | None = None, *, db: str | os.PathLike | No
                          "window")
     window.join(scored.select("line_id", scored["label"].alias("predicted")), "line_id") \
         .createOrReplaceTempView("drift_window")
-    served = spark.sql("SELECT first(version) FROM drift_baseline").collect()[0][0]
-    metrics = _METRICS.get(spark.sparkContext.applicationId, {})
+    metrics = _SERVED[spark.sparkContext.applicationId][1]
     _register_drift(spark)
     script = statements("drift", settings, **drift_values(settings, served, metrics))
     for made, text in script[:-1]:

@@ -207,6 +207,19 @@ def test_the_join_path_answers_odd_lines_and_definitions_as_duckdb_does(work, sp
     assert [(r["source"], r["label"]) for r in fallback] == [("fallback:features_unavailable", "LOW")]
 
 
+@pytest.mark.parametrize("groups, tasks", [(2, 2), (8, 8), (52, 8), (7, 3)])
+def test_the_join_paths_groups_share_the_tasks_evenly(spark, groups, tasks):
+    """The group numbers predict() uses go, under Spark's own hash partitioning into `tasks` partitions, to task
+    (group mod tasks): every task gets as many groups (within one), so no task holds two groups while another idles."""
+    from pyspark.sql.functions import spark_partition_id
+
+    values = engine._group_values(spark, groups, tasks)
+    assert len(set(values)) == groups
+    placed = spark.createDataFrame([(v, i) for i, v in enumerate(values)], "v BIGINT, i INT") \
+        .repartition(tasks, "v").select("i", spark_partition_id().alias("task")).collect()
+    assert sorted((r["i"], r["task"]) for r in placed) == [(i, i % tasks) for i in range(groups)]
+
+
 def test_without_a_model_spark_answers_as_duckdbs_fallback(work, spark, settings):
     assert engine.register(spark, settings, db=work["empty"]) == "fallback:no_model"
     theirs = flat(predictions(lambda q: spark.sql(q).toArrow(), "usable_lines"))
