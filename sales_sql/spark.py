@@ -52,7 +52,7 @@ from .udfs import per_row
 log = logging.getLogger("sales_sql")
 # the model register() or predict() served last, per Spark application: its version, its test-slice metrics (drift's
 # performance rows) and its drift baseline (None: no model, or one without a baseline)
-_SERVED: dict[str, tuple[int | None, dict, pa.Table | None]] = {}
+_LAST_MODEL: dict[str, tuple[int | None, dict, pa.Table | None]] = {}
 _SCRATCH: dict[str, list[Path]] = {}  # a Spark application's scratch folders (bundles, warehouse): stop() removes
 BUNDLE_META = "model.json"  # in a bundle: the version, its spec and metrics, its checked trees' folder
 
@@ -89,7 +89,7 @@ def stop(spark) -> None:
         app = spark.sparkContext.applicationId
     except AttributeError:  # stopped already (its folders went then)
         return
-    _SERVED.pop(app, None)
+    _LAST_MODEL.pop(app, None)
     for folder in _SCRATCH.pop(app, []):
         scratch.remove(folder)
     spark.stop()
@@ -526,8 +526,8 @@ def _built(layout: lookups.Layout, rows: pa.Table, folder: Path | None = None, *
 
 def _write_model(spark, settings: Settings, folder: Path, db, version, unservable: str) -> str:
     """Write into `folder` what the executors serve besides history: the model's booster, spec and metrics, its
-    compiled trees once checked against XGBoost; keeps its version, metrics and drift baseline in _SERVED. Returns
-    what answers: "model" or the fallback's source."""
+    compiled trees once checked against XGBoost; keeps its version, metrics and drift baseline in _LAST_MODEL.
+    Returns what answers: "model" or the fallback's source."""
     meta, raw, baseline = {"version": None, "spec": None, "metrics": {}, "unservable": unservable}, None, None
     if db is not None and version is None:
         with opened(db, read_only=True, settings=settings) as con:
@@ -551,8 +551,8 @@ def _write_model(spark, settings: Settings, folder: Path, db, version, unservabl
         (folder / "booster.ubj").write_bytes(raw)
         meta["checked"] = serving.checked_name(hashlib.md5(raw).hexdigest())
     (folder / BUNDLE_META).write_text(json.dumps(meta))
-    _SERVED[spark.sparkContext.applicationId] = (meta["version"], meta["metrics"],
-                                                 baseline if meta["version"] is not None else None)
+    _LAST_MODEL[spark.sparkContext.applicationId] = (meta["version"], meta["metrics"],
+                                                     baseline if meta["version"] is not None else None)
     # checks the compiled trees (written into the folder) and says what answers
     return serving.Predictor(Bundle(folder), settings, warn=False).model().source
 
@@ -560,7 +560,7 @@ def _write_model(spark, settings: Settings, folder: Path, db, version, unservabl
 def _baseline_view(spark, settings: Settings) -> int | None:
     """The view drift_baseline: the drift baseline of the model served last (none: no view). Returns its version.
     Made only where read (register(), drift()): predict() alone does not need it."""
-    version, _, baseline = _SERVED.get(spark.sparkContext.applicationId, (None, {}, None))
+    version, _, baseline = _LAST_MODEL.get(spark.sparkContext.applicationId, (None, {}, None))
     spark.catalog.dropTempView("drift_baseline")
     if baseline is None:
         return None
@@ -642,7 +642,7 @@ def drift(spark, settings: Settings | None = None, *, db: str | os.PathLike | No
                          "window")
     window.join(scored.select("line_id", scored["label"].alias("predicted")), "line_id") \
         .createOrReplaceTempView("drift_window")
-    metrics = _SERVED[spark.sparkContext.applicationId][1]
+    metrics = _LAST_MODEL[spark.sparkContext.applicationId][1]
     _register_drift(spark)
     script = statements("drift", settings, **drift_values(settings, served, metrics))
     for made, text in script[:-1]:
